@@ -1,0 +1,3 @@
+from dldojo.cli import main
+
+raise SystemExit(main())

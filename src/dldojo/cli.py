@@ -1,0 +1,230 @@
+"""The `dldojo` command line: list, show, run, runs, report, data, recommend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
+
+EPILOG = """examples:
+  dldojo list                                   what can be run
+  dldojo show collab-bias                       config keys, presets, references
+  dldojo run collab-bias --preset full          train + evaluate + report
+  dldojo run mf-sgd --set n_factors=20 --set split=u1 --seed 3
+  dldojo run --resume runs/collab-bias/20260101-120000-full-seed0
+  dldojo recommend runs/collab-bias/<run> --user 42
+  dldojo data verify ml-100k
+
+data: datasets are looked up in $DLDOJO_DATA (':'-separated roots), then ~/.cache/dldojo;
+      missing ones are downloaded from their official URL when online.
+"""
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def cmd_list(args) -> int:
+    from dldojo.engine import registry
+
+    rows = []
+    for exp in registry.load_all().values():
+        if args.family and exp.family != args.family:
+            continue
+        refs = "; ".join(f"{r.metric or exp.metric} {r.value:g} ({r.source.split(',')[0]})" for r in exp.references)
+        target = f"{'<=' if exp.direction == 'min' else '>='} {exp.target:g}" if exp.target is not None else ""
+        rows.append([exp.name, exp.topic, ",".join(exp.datasets), f"{exp.metric} ({exp.direction})", target, refs])
+    print(_table(rows, ["name", "topic", "dataset", "metric", "target", "references"]))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from dldojo.engine import registry
+    from dldojo.engine.config import describe_fields
+
+    exp = registry.get(args.name)
+    print(f"{exp.name}: {exp.topic}\nsource: {exp.paper}\ndatasets: {', '.join(exp.datasets)}")
+    print(f"metric: {exp.metric} ({'lower' if exp.direction == 'min' else 'higher'} is better)"
+          + (f", target {exp.target:g} with --preset full" if exp.target is not None else ""))
+    for ref in exp.references:
+        print(f"reference: {ref.metric or exp.metric} = {ref.value:g} — {ref.source} {ref.note}")
+    print("\nconfig keys (--set key=value):")
+    print(describe_fields(exp.config_cls))
+    print("\npresets:")
+    for name, overrides in exp.presets.items():
+        print(f"  {name}: {', '.join(f'{k}={v}' for k, v in overrides.items()) or '(defaults)'}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from dldojo.engine.launch import run_experiment
+
+    summary = run_experiment(args.name, preset=args.preset, sets=args.set or [], seed=args.seed, out=args.out,
+                             resume=args.resume, threads=args.threads, quiet=args.quiet,
+                             checkpoint_every_seconds=args.checkpoint_every, report=not args.no_report)
+    keys = ("experiment", "preset", "seed", "metrics", "wall_seconds", "threads", "run_dir")
+    if args.json:
+        print(json.dumps({k: summary[k] for k in keys}))
+    else:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
+        print(f"{summary['experiment']} [{summary['preset']}, seed {summary['seed']}]: {metrics}")
+        primary, target = summary["primary_metric"], summary["target"]
+        for ref in summary["references"]:
+            print(f"  reference {ref['metric']} {ref['value']:g}: {ref['source']}")
+        if target is not None and primary in summary["metrics"]:
+            value = summary["metrics"][primary]
+            met = value <= target if summary["direction"] == "min" else value >= target
+            print(f"  target {primary} {'<=' if summary['direction'] == 'min' else '>='} {target:g} "
+                  f"(full preset): {'met' if met else 'missed'}")
+        print(f"  wall {summary['wall_seconds']:.1f} s, {summary['threads']} threads; "
+              f"report: {summary['run_dir']}/report.html")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from dldojo.engine.launch import list_runs, runs_root
+
+    rows = []
+    for r in list_runs(runs_root(args.out)):
+        if args.name and r["experiment"] != args.name:
+            continue
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items())
+        wall = f"{r['wall_seconds']:.1f}s" if r["wall_seconds"] is not None else ""
+        rows.append([r["run_dir"], r["experiment"], r["preset"], str(r["seed"]), r["state"], wall, metrics])
+    if not rows:
+        print(f"no runs under {runs_root(args.out)}")
+        return 0
+    print(_table(rows, ["run_dir", "experiment", "preset", "seed", "state", "wall", "metrics"]))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from dldojo.engine.report import build_report
+
+    print(build_report(Path(args.run_dir)))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from dldojo.data import store
+
+    if args.action == "list":
+        rows = []
+        for ds in store.all_datasets().values():
+            st = store.status(ds.name)
+            rows.append([ds.name, st.state, str(st.path or ""), ds.description, ds.license])
+        print(_table(rows, ["name", "status", "location", "what", "license"]))
+        return 0
+    if not args.name:
+        raise DojoError(f"`dldojo data {args.action}` needs a dataset name (see `dldojo data list`).")
+    if args.action == "where":
+        st = store.status(args.name)
+        if st.path is None:
+            print("not found; searched:\n" + "\n".join(f"  {p}" for p in st.searched))
+            return 1
+        print(st.path)
+        return 0
+    # verify: full check, download if missing and allowed
+    path = store.locate(args.name, download=not args.no_download)
+    st = store.status(args.name)
+    print(f"{args.name}: {st.state} at {path}" + (" (synthetic test fixture)" if st.state == "fixture" else
+                                                   f" — {len(store.get_dataset(args.name).files)} files, sha256 ok"))
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from dldojo.recsys.common import recommend
+
+    for rank, (title, score) in enumerate(recommend(Path(args.run_dir), args.user, args.n, args.min_ratings), 1):
+        print(f"{rank:3d}. {title}  (predicted {score:.2f})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dldojo", description="The deep-learning curriculum as real, runnable, tested experiments.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="table of experiments with topic, dataset, metric and references")
+    p.add_argument("--family", help="only this family (e.g. recsys)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="an experiment's config keys, presets and references")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "run", help="train and evaluate an experiment, writing a run directory and report",
+        description="Train and evaluate NAME. Progress (loss, metric, ETA) goes to stderr; the run directory "
+                    "holds config.json, metrics.jsonl, checkpoints/, summary.json and report.html. Ctrl-C saves a "
+                    "checkpoint; continue with --resume RUN_DIR.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets: smoke = seconds (tests), quick = <= ~2 min, meaningful; full = the benchmark setting.\n"
+               "`dldojo show NAME` lists the config keys accepted by --set.")
+    p.add_argument("name", nargs="?", help="experiment name (see `dldojo list`); optional with --resume")
+    p.add_argument("--preset", default="quick", choices=["smoke", "quick", "full"], help="default: quick")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same metrics")
+    p.add_argument("--out", help="runs root (default: $DLDOJO_RUNS or ./runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object as the last stdout line")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="periodic checkpoint interval (default 60 s); Ctrl-C always checkpoints")
+    p.add_argument("--no-report", action="store_true", help="skip writing report.html")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="past runs with their state and metrics")
+    p.add_argument("name", nargs="?", help="only runs of this experiment")
+    p.add_argument("--out", help="runs root (default: $DLDOJO_RUNS or ./runs)")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html: curves, metrics vs references, pictures")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("data", help="datasets: list | verify NAME | where NAME",
+                       description="list: every registered dataset and its status; verify NAME: check sha256 "
+                                   "(downloading first if missing and online); where NAME: print its folder.")
+    p.add_argument("action", choices=["list", "verify", "where"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--no-download", action="store_true", help="verify only what is already on disk")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("recommend", help="a user's top-N unseen movies from a finished recommender run")
+    p.add_argument("run_dir")
+    p.add_argument("--user", type=int, required=True, help="MovieLens user id (1..943)")
+    p.add_argument("--n", type=int, default=10, help="how many movies (default 10)")
+    p.add_argument("--min-ratings", type=int, default=10,
+                   help="only movies with at least this many ratings (default 10)")
+    p.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except RunInterrupted as exc:
+        print(f"\n[dldojo] {exc}", file=sys.stderr)
+        return 130
+    except NonFiniteLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except DojoError as exc:
+        print("error: " + textwrap.indent(str(exc), "  ").lstrip(), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,115 @@
+"""`fit`: the shared supervised training loop (epochs of shuffled minibatches + periodic evaluation).
+
+Shuffling uses a permutation seeded by (run seed, epoch), so a resumed run can regenerate the order of
+an interrupted epoch and skip the batches it already did: resume needs only the step counter. Under
+`torchrun` every rank takes its slice of each batch and DDP averages the gradients.
+RL, GAN and MCTS loops do not use this: they are written out in their experiment files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from dldojo.engine.run import RunContext
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def fit(
+    ctx: RunContext,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Sequence[torch.Tensor] | torch.utils.data.Dataset,
+    loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    scheduler: Any | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    eval_every: int = 1,
+    grad_clip: float | None = None,
+    shuffle: bool = True,
+    collate: Callable | None = None,
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Train `model` for `epochs`; returns the metrics of the last evaluation.
+
+    `train` is either a tuple of equally long tensors (indexed directly: fastest) or a map-style
+    Dataset (loaded through a DataLoader). `loss_fn(model, batch)` returns the mean loss of a batch.
+    `scheduler.step()` is called after every optimiser step. `evaluate()` runs every `eval_every`
+    epochs and after the last one, with the model in eval mode and gradients off.
+    """
+    is_tensors = isinstance(train, tuple | list)
+    n = len(train[0]) if is_tensors else len(train)  # type: ignore[arg-type]
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch
+    net = ctx.wrap_model(model)
+
+    step, loss_sum, loss_count = 0, 0.0, 0
+    metrics: dict[str, float] = {}
+    saved = ctx.restore()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        step, loss_sum, loss_count = saved["step"], saved["loss_sum"], saved["loss_count"]
+        metrics = dict(saved.get("metrics", {}))
+
+    def state() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "loss_sum": loss_sum, "loss_count": loss_count, "metrics": metrics}
+
+    bar = ctx.progress(total_steps, initial=step)
+    for epoch in range(step // steps_per_epoch, epochs):
+        order = epoch_permutation(n, ctx.seed, epoch, shuffle)
+        model.train()
+        batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        for batch_index in range(step - epoch * steps_per_epoch, steps_per_epoch):
+            index = batches[batch_index][ctx.rank::ctx.world_size]
+            if is_tensors:
+                batch = tuple(t[index] for t in train)  # type: ignore[union-attr]
+            else:
+                items = [train[int(i)] for i in index]  # type: ignore[index]
+                batch = (collate or torch.utils.data.default_collate)(items)
+            loss = loss_fn(net, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            loss_value = loss.item()
+            ctx.check_finite(loss_value, step)
+            loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", **{k: f"{v:.4f}" for k, v in list(metrics.items())[:1]})
+            if batch_index == steps_per_epoch - 1:  # end of epoch: evaluate and log before checkpointing
+                record = {"epoch": epoch + 1, "train_loss": loss_sum / loss_count}
+                if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                    model.eval()
+                    with torch.no_grad():
+                        metrics = evaluate()
+                    model.train()
+                    record.update(metrics)
+                if optimizer.param_groups:
+                    record["lr"] = optimizer.param_groups[0]["lr"]
+                ctx.log(step, **record)
+                loss_sum, loss_count = 0.0, 0
+            ctx.tick(step, state)
+    bar.close()
+    return metrics

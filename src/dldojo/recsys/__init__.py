@@ -1,0 +1,1 @@
+"""Recommender systems: collaborative filtering with embeddings and matrix factorisation."""

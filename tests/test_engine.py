@@ -1,0 +1,109 @@
+"""Run engine: determinism, resume equivalence, atomic checkpoints, safe loading, NaN guard."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dldojo.engine import checkpoint
+from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
+from dldojo.engine.launch import run_experiment
+from dldojo.engine.run import INTERRUPT_ENV, KILL_ENV
+
+
+def _metric_lines(run_dir: str) -> list[dict]:
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "wall"} for x in lines]
+
+
+@pytest.mark.parametrize("name", ["collab-bias", "mf-sgd", "collab-nn"])
+def test_same_seed_same_metrics(name, synthetic_data):
+    a = run_experiment(name, preset="smoke", seed=3, quiet=True, report=False)
+    b = run_experiment(name, preset="smoke", seed=3, quiet=True, report=False)
+    c = run_experiment(name, preset="smoke", seed=4, quiet=True, report=False)
+    assert a["metrics"] == b["metrics"]
+    assert a["metrics"] != c["metrics"]
+
+
+@pytest.mark.parametrize("name,sets,stop", [
+    ("collab-nn", ["epochs=3", "batch_size=64"], 20),  # mid-epoch, with dropout RNG in play
+    ("mf-sgd", ["epochs=4"], 2),
+])
+def test_interrupt_then_resume_equals_uninterrupted(name, sets, stop, synthetic_data, monkeypatch):
+    full = run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
+    monkeypatch.setenv(INTERRUPT_ENV, str(stop))  # a real SIGINT, delivered at that step
+    with pytest.raises(RunInterrupted):
+        run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
+    monkeypatch.delenv(INTERRUPT_ENV)
+    interrupted_dir = next(p for p in Path(os.environ["DLDOJO_RUNS"], name).iterdir()
+                           if not (p / "summary.json").exists())
+    assert torch.load(interrupted_dir / "checkpoints/last.pt", weights_only=True)["step"] == stop
+    resumed = run_experiment(resume=interrupted_dir, quiet=True, report=False)
+    assert resumed["metrics"] == full["metrics"]
+    assert _metric_lines(resumed["run_dir"]) == _metric_lines(full["run_dir"])
+
+
+def test_killed_run_resumes_from_periodic_checkpoint(synthetic_data, tmp_path):
+    cli = [sys.executable, "-m", "dldojo", "run", "collab-bias", "--preset", "smoke", "--quiet", "--json",
+           "--set", "epochs=3", "--set", "batch_size=64", "--seed", "2", "--out", str(tmp_path / "k")]
+    full = subprocess.run(cli, capture_output=True, text=True, check=True)
+    killed = subprocess.run(cli + ["--checkpoint-every", "0"], capture_output=True, text=True,
+                            env={**os.environ, KILL_ENV: "25"})
+    assert killed.returncode == -9  # SIGKILL: no chance to save anything at that moment
+    run_dir = next(p for p in (tmp_path / "k" / "collab-bias").iterdir() if not (p / "summary.json").exists())
+    assert torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["step"] == 24
+    resumed = subprocess.run([sys.executable, "-m", "dldojo", "run", "--resume", str(run_dir), "--quiet", "--json"],
+                             capture_output=True, text=True, check=True)
+    assert json.loads(resumed.stdout.splitlines()[-1])["metrics"] == json.loads(full.stdout.splitlines()[-1])["metrics"]
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ck" / "last.pt"
+    checkpoint.save_atomic({"w": torch.ones(3)}, path)
+
+    def broken_save(obj, fh):
+        fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(checkpoint.load(path)["w"], torch.ones(3))  # the old checkpoint survives intact
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoint_load_refuses_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    buf = io.BytesIO()
+    torch.save({"x": Payload()}, buf)
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(DojoError, match="cannot load checkpoint"):
+        checkpoint.load(path)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"w": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DojoError, match="cannot load checkpoint"):
+        checkpoint.load(path)
+
+
+def test_nan_loss_stops_with_step_and_advice(synthetic_data):
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+.*lower learning rate"):
+        run_experiment("mf-sgd", preset="smoke", sets=["alpha=50"], quiet=True, report=False)
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+"):
+        run_experiment("collab-dot", preset="smoke", sets=["lr=1e30", "init_std=10"], quiet=True, report=False)

@@ -1,0 +1,46 @@
+"""Every registered experiment runs its smoke preset on tiny synthetic data (pytorch/examples' --dry-run)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from dldojo.data.fixtures import FIXTURES
+from dldojo.engine import registry
+from dldojo.engine.launch import run_experiment
+
+EXPERIMENTS = sorted(registry.load_all())
+
+
+def test_registry_is_not_empty():
+    assert {"collab-dot", "collab-bias", "collab-nn", "mf-sgd"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_smoke_preset(name, synthetic_data):
+    experiment = registry.get(name)
+    assert set(experiment.datasets) <= set(FIXTURES), f"{name} uses a dataset without a synthetic fixture"
+    summary = run_experiment(name, preset="smoke", quiet=True)
+    assert experiment.metric in summary["metrics"]
+    assert all(math.isfinite(v) for v in summary["metrics"].values())
+    run_dir = Path(summary["run_dir"])
+    for name_ in ("config.json", "metrics.jsonl", "summary.json", "report.html"):
+        assert (run_dir / name_).exists(), name_
+    assert json.loads((run_dir / "summary.json").read_text())["metrics"] == summary["metrics"]
+    assert "<img" in (run_dir / "report.html").read_text()  # at least the training curves
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_declaration_is_complete(name):
+    from dldojo.engine.config import field_docs
+
+    experiment = registry.get(name)
+    assert experiment.topic and experiment.paper and experiment.datasets
+    docs = field_docs(experiment.config_cls)
+    import dataclasses
+
+    undocumented = [f.name for f in dataclasses.fields(experiment.config_cls) if not docs.get(f.name)]
+    assert not undocumented, f"config fields without a docstring: {undocumented}"
