@@ -1,0 +1,1 @@
+"""Neural-network building blocks written from their equations and parity-tested against torch.nn."""

@@ -1,0 +1,1 @@
+"""From-scratch NumPy implementations of the curriculum's classic exercises (teaching code, parity-tested)."""
