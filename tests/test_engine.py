@@ -107,3 +107,18 @@ def test_nan_loss_stops_with_step_and_advice(synthetic_data):
         run_experiment("mf-sgd", preset="smoke", sets=["alpha=50"], quiet=True, report=False)
     with pytest.raises(NonFiniteLoss, match=r"at step \d+"):
         run_experiment("collab-dot", preset="smoke", sets=["lr=1e30", "init_std=10"], quiet=True, report=False)
+
+
+def test_torchrun_ddp_matches_single_process(synthetic_data, tmp_path):
+    """Two gloo ranks each take half of every batch; DDP averages gradients -> the same model as one process."""
+    base = ["-m", "dldojo", "run", "collab-bias", "--preset", "smoke", "--quiet", "--json", "--seed", "7",
+            "--no-report", "--out", str(tmp_path)]
+    single = subprocess.run([sys.executable] + base, capture_output=True, text=True, check=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    ddp = subprocess.run(torchrun + base, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    lines = [line for line in ddp.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # only rank 0 reports
+    single_metrics = json.loads(single.stdout.splitlines()[-1])["metrics"]
+    for key, value in json.loads(lines[0])["metrics"].items():
+        assert value == pytest.approx(single_metrics[key], rel=1e-5)

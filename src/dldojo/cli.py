@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -69,6 +70,8 @@ def cmd_run(args) -> int:
                              resume=args.resume, threads=args.threads, quiet=args.quiet,
                              checkpoint_every_seconds=args.checkpoint_every, report=not args.no_report)
     keys = ("experiment", "preset", "seed", "metrics", "wall_seconds", "threads", "run_dir")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps({k: summary[k] for k in keys}))
     else:

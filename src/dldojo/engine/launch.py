@@ -52,8 +52,6 @@ def run_experiment(
     report: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) one experiment; returns the summary that is also written to summary.json."""
-    if threads:
-        torch.set_num_threads(threads)
     if resume is not None:
         run_dir = Path(resume)
         saved = read_run_config(run_dir)
@@ -74,6 +72,7 @@ def run_experiment(
                               experiment=experiment.name)
         run_dir = new_run_dir(runs_root(out), experiment.name, preset, seed)
 
+    torch.set_num_threads(threads or experiment.threads or os.cpu_count() or 1)
     ctx = RunContext(run_dir, experiment.name, preset, seed, resume=resume is not None, quiet=quiet,
                      checkpoint_every_seconds=checkpoint_every_seconds,
                      checkpoint_every_steps=checkpoint_every_steps)

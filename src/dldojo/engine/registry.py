@@ -48,6 +48,8 @@ class Experiment:
     references: tuple[Reference, ...] = ()
     target: float | None = None  # the issue's target for the full preset, on `metric`
     family: str = ""
+    threads: int | None = None
+    """Default torch threads; 1 for models too small to gain from parallel kernels (None = all cores)."""
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "min" else a > b

@@ -198,6 +198,6 @@ for kind, topic_detail, config_cls, presets, refs, target in [
         config_cls=config_cls, presets=presets,
         run=(lambda k: lambda ctx, cfg: train_collab(k, ctx, cfg))(kind),
         metric="test_mse", direction="min", datasets=("ml-100k",), references=refs, target=target,
-        family="recsys",
+        family="recsys", threads=1,  # embedding lookups of 64 rows: threads only add sync overhead
     ))
     common.PREDICTORS[kind] = _predictor_builder(kind)

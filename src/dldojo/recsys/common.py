@@ -62,11 +62,21 @@ def report_pictures(ctx: RunContext, data: movielens.MovieLens, train: movielens
     if item_bias is not None:
         seen = np.flatnonzero(counts >= 20)  # ignore movies with too few ratings to judge
         order = seen[np.argsort(item_bias[seen])]
-        rows = [{"rank": k + 1, "most liked": data.titles[i], "bias": float(item_bias[i]),
-                 "least liked": data.titles[j], "bias ": float(item_bias[j])}
-                for k, (i, j) in enumerate(zip(order[::-1][:10], order[:10]))]
-        ctx.save_table("movie_bias", rows, "Learned movie bias (movies with >= 20 training ratings): the part of "
-                                           "a rating explained by the movie alone, whoever watches it.")
+        k = min(10, len(order) // 2)
+        if k:
+            rows = [{"rank": r + 1, "most liked": data.titles[i], "bias": float(item_bias[i]),
+                     "least liked": data.titles[j], "bias ": float(item_bias[j])}
+                    for r, (i, j) in enumerate(zip(order[::-1][:k], order[:k]))]
+            ctx.save_table("movie_bias", rows, "Learned movie bias (movies with >= 20 training ratings): the "
+                                               "part of a rating explained by the movie alone, whoever watches it.")
+            shown = np.concatenate([order[:k], order[-k:]])
+            fig, ax = plt.subplots(figsize=(9, 0.3 * len(shown) + 1))
+            ax.barh(range(len(shown)), item_bias[shown], color=["tab:red"] * k + ["tab:green"] * k)
+            ax.set_yticks(range(len(shown)), [data.titles[i] for i in shown], fontsize=8)
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_xlabel("learned movie bias b_i")
+            ax.set_title("Least (red) and most (green) liked movies by learned bias (>= 20 ratings)")
+            ctx.save_figure(fig, "movie_bias")
     rows = [{"rank": r + 1, "title": t, "predicted": s} for r, (t, s) in
             enumerate(top_n(predict, data, user, 10))]
     ctx.save_table(f"top10_user{user + 1}", rows, f"Top-10 unseen movies for user {user + 1} "

@@ -163,5 +163,6 @@ register(Experiment(
     references=(Reference(0.93, "published matrix-factorisation baselines on MovieLens-100k (0.91-0.94)",
                           "e.g. Surprise SVD 5-fold 0.934"),),
     family="recsys",
+    threads=1,  # pure NumPy per-rating loop
 ))
 common.PREDICTORS["mf-sgd"] = build_predictor

@@ -1,0 +1,80 @@
+"""Run full-preset benchmarks and store their results as data in results/*.json.
+
+    python benchmarks/run.py collab-bias                       # full preset, seed 0
+    python benchmarks/run.py collab-bias --seeds 0 1 2
+    python benchmarks/run.py mf-sgd --set split=u1 --tag mf-sgd-u1
+    python benchmarks/run.py --all-quick                       # time every quick preset
+
+Each result file holds the `dldojo run --json` summaries plus CPU model, thread count, torch version and
+commit. `python benchmarks/table.py` regenerates the README's results table from these files, so every
+number there can be traced to a run. Benchmarks run one at a time: never two trainings at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_one(name: str, preset: str, seed: int, sets: list[str], out: Path) -> dict:
+    cmd = [sys.executable, "-m", "dldojo", "run", name, "--preset", preset, "--seed", str(seed), "--json",
+           "--quiet", "--out", str(out)] + [a for s in sets for a in ("--set", s)]
+    print("$", " ".join(cmd[2:]), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    full = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    print(f"  {summary['metrics']}  wall {summary['wall_seconds']:.1f}s  threads {summary['threads']}",
+          file=sys.stderr, flush=True)
+    return full
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--preset", default="full")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--tag", help="result file name (default: NAME-PRESET)")
+    parser.add_argument("--all-quick", action="store_true", help="run every experiment's quick preset once")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench"))
+    args = parser.parse_args()
+
+    from dldojo.engine import registry
+
+    if args.all_quick:
+        jobs = [(name, "quick", name + "-quick") for name in registry.load_all()]
+    else:
+        jobs = [(name, args.preset, args.tag or f"{name}-{args.preset}") for name in args.names]
+    for name, preset, tag in jobs:
+        runs = [run_one(name, preset, seed, args.set, Path(args.out)) for seed in args.seeds]
+        experiment = registry.get(name)
+        values = [r["metrics"][experiment.metric] for r in runs]
+        record = {
+            "tag": tag, "experiment": name, "preset": preset, "sets": args.set, "seeds": args.seeds,
+            "metric": experiment.metric, "direction": experiment.direction, "target": experiment.target,
+            "mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "wall_seconds_max": max(r["wall_seconds"] for r in runs),
+            "threads": runs[0]["threads"], "cpu": runs[0]["cpu"], "torch": runs[0]["torch"],
+            "commit": runs[0]["commit"], "date": time.strftime("%Y-%m-%d"),
+            "command": f"dldojo run {name} --preset {preset}" + "".join(f" --set {s}" for s in args.set)
+                       + f" --seed {{{','.join(map(str, args.seeds))}}}",
+            "runs": [{k: r[k] for k in ("seed", "metrics", "wall_seconds", "threads")} for r in runs],
+            "references": runs[0]["references"],
+        }
+        path = ROOT / "results" / f"{tag}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Regenerate the results table in README.md from results/*.json (never type numbers by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fmt_target(r: dict) -> str:
+    if r["target"] is None or r["preset"] != "full":
+        return ""
+    ok = r["max"] <= r["target"] if r["direction"] == "min" else r["min"] >= r["target"]
+    return f"{'≤' if r['direction'] == 'min' else '≥'} {r['target']:g} ({'met' if ok else 'missed'})"
+
+
+def table() -> str:
+    rows = ["| result | command | metric | value (mean; min–max over seeds) | target | wall s (max) | threads | commit |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "results").glob("*.json")):
+        r = json.loads(path.read_text())
+        spread = f"{r['mean']:.4f}" + (f" ({r['min']:.4f}–{r['max']:.4f}, {len(r['seeds'])} seeds)"
+                                       if len(r["seeds"]) > 1 else "")
+        rows.append(f"| {r['tag']} | `{r['command']}` | {r['metric']} | {spread} | {fmt_target(r)} | "
+                    f"{r['wall_seconds_max']:.1f} | {r['threads']} | {r['commit']} |")
+    cpu = {json.loads(p.read_text())["cpu"] for p in (ROOT / "results").glob("*.json")}
+    return "\n".join(rows) + ("\n\nMachine: " + "; ".join(sorted(cpu)) + " (2 cores)." if cpu else "")
+
+
+def experiments_table() -> str:
+    from dldojo.engine import registry
+
+    rows = ["| experiment | curriculum topic | dataset | metric | full-preset target | compared with |",
+            "|---|---|---|---|---|---|"]
+    for e in registry.load_all().values():
+        target = f"{'≤' if e.direction == 'min' else '≥'} {e.target:g}" if e.target is not None else ""
+        refs = "; ".join(f"{r.value:g} — {r.source}" for r in e.references)
+        rows.append(f"| `{e.name}` | {e.topic} | {', '.join(e.datasets)} | {e.metric} | {target} | {refs} |")
+    return "\n".join(rows)
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = replace_block(readme.read_text(), "results", table())
+    readme.write_text(replace_block(text, "experiments", experiments_table()))
+    print("README.md tables updated")
+
+
+if __name__ == "__main__":
+    main()
