@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -10,6 +11,9 @@ import textwrap
 from pathlib import Path
 
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
+
+# Modules that add family-specific subcommands; each defines `add_commands(subparsers)`.
+COMMAND_MODULES = ("dldojo.recsys.cli",)
 
 EPILOG = """examples:
   dldojo list                                   what can be run
@@ -141,14 +145,6 @@ def cmd_data(args) -> int:
     return 0
 
 
-def cmd_recommend(args) -> int:
-    from dldojo.recsys.common import recommend
-
-    for rank, (title, score) in enumerate(recommend(Path(args.run_dir), args.user, args.n, args.min_ratings), 1):
-        print(f"{rank:3d}. {title}  (predicted {score:.2f})")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dldojo", description="The deep-learning curriculum as real, runnable, tested experiments.",
@@ -202,13 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="verify only what is already on disk")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("recommend", help="a user's top-N unseen movies from a finished recommender run")
-    p.add_argument("run_dir")
-    p.add_argument("--user", type=int, required=True, help="MovieLens user id (1..943)")
-    p.add_argument("--n", type=int, default=10, help="how many movies (default 10)")
-    p.add_argument("--min-ratings", type=int, default=10,
-                   help="only movies with at least this many ratings (default 10)")
-    p.set_defaults(func=cmd_recommend)
+    for module in COMMAND_MODULES:  # family-specific commands (recommend, translate, play, explain, ...)
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 
