@@ -36,7 +36,7 @@ def experiments_table() -> str:
     for e in registry.load_all().values():
         target = f"{'≤' if e.direction == 'min' else '≥'} {e.target:g}" if e.target is not None else ""
         refs = "; ".join(f"{r.value:g} — {r.source}" for r in e.references)
-        rows.append(f"| `{e.name}` | {e.topic} | {', '.join(e.datasets)} | {e.metric} | {target} | {refs} |")
+        rows.append(f"| `{e.name}` | {e.topic} | {', '.join(e.datasets) or e.environment} | {e.metric} | {target} | {refs} |")
     return "\n".join(rows)
 
 

@@ -38,7 +38,8 @@ def test_declaration_is_complete(name):
     from dldojo.engine.config import field_docs
 
     experiment = registry.get(name)
-    assert experiment.topic and experiment.paper and experiment.datasets
+    assert experiment.topic and experiment.paper
+    assert experiment.datasets or experiment.environment, "declare the datasets or the environment it trains in"
     docs = field_docs(experiment.config_cls)
     import dataclasses
 

@@ -44,7 +44,8 @@ def cmd_list(args) -> int:
             continue
         refs = "; ".join(f"{r.metric or exp.metric} {r.value:g} ({r.source.split(',')[0]})" for r in exp.references)
         target = f"{'<=' if exp.direction == 'min' else '>='} {exp.target:g}" if exp.target is not None else ""
-        rows.append([exp.name, exp.topic, ",".join(exp.datasets), f"{exp.metric} ({exp.direction})", target, refs])
+        where = ",".join(exp.datasets) or exp.environment
+        rows.append([exp.name, exp.topic, where, f"{exp.metric} ({exp.direction})", target, refs])
     print(_table(rows, ["name", "topic", "dataset", "metric", "target", "references"]))
     return 0
 
@@ -54,7 +55,8 @@ def cmd_show(args) -> int:
     from dldojo.engine.config import describe_fields
 
     exp = registry.get(args.name)
-    print(f"{exp.name}: {exp.topic}\nsource: {exp.paper}\ndatasets: {', '.join(exp.datasets)}")
+    print(f"{exp.name}: {exp.topic}\nsource: {exp.paper}\n"
+          f"{'datasets: ' + ', '.join(exp.datasets) if exp.datasets else 'environment: ' + exp.environment}")
     print(f"metric: {exp.metric} ({'lower' if exp.direction == 'min' else 'higher'} is better)"
           + (f", target {exp.target:g} with --preset full" if exp.target is not None else ""))
     for ref in exp.references:

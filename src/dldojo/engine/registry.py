@@ -45,6 +45,8 @@ class Experiment:
     metric: str
     direction: Literal["min", "max"]
     datasets: tuple[str, ...] = ()
+    environment: str = ""
+    """What the experiment trains in when it has no dataset: a gymnasium env id or a game."""
     references: tuple[Reference, ...] = ()
     target: float | None = None  # the issue's target for the full preset, on `metric`
     family: str = ""
