@@ -173,31 +173,27 @@ def _predictor_builder(kind: str) -> common.PredictorBuilder:
     return build
 
 
-FASTAI_REF = Reference(0.811, "fastai EmbeddingDotBias, 5 epochs fit_one_cycle(5e-3, wd=0.1), 50 factors",
-                       "random 20 % validation (fast.ai lesson / book ch. 8)")
-TOPIC = "Recommender systems: collaborative filtering with embeddings"
-
-for kind, topic_detail, config_cls, presets, refs, target in [
-    ("collab-dot", "dot product of user and movie embeddings, no bias", CollabConfig,
-     {"smoke": {"epochs": 1, "max_ratings": 2000, "batch_size": 256},
-      "quick": {"epochs": 5, "lr": 5e-3, "weight_decay": 0.1},
-      "full": {"epochs": 10, "lr": 5e-3, "weight_decay": 0.1}}, (), None),
-    ("collab-bias", "dot product + user/movie bias, sigmoid range, weight decay", CollabConfig,
-     {"smoke": {"epochs": 1, "max_ratings": 2000, "batch_size": 256},
-      "quick": {"epochs": 5},
-      "full": {"epochs": 5}}, (FASTAI_REF,), 0.78),
-    ("collab-nn", "concatenated embeddings fed to an MLP", CollabNNConfig,
-     {"smoke": {"epochs": 1, "max_ratings": 2000, "batch_size": 256},
-      "quick": {"epochs": 5},
-      "full": {"epochs": 5}}, (), None),
-]:
+def _register(kind: str, detail: str, config_cls: type, presets: dict, references=(), target=None) -> None:
     register(Experiment(
-        name=kind, topic=f"{TOPIC} ({topic_detail})",
+        name=kind,
+        topic=f"Recommender systems: collaborative filtering with embeddings ({detail})",
         paper="Koren, Bell & Volinsky 2009, Matrix Factorization Techniques for Recommender Systems; "
               "Howard & Gugger 2020, Deep Learning for Coders ch. 8",
         config_cls=config_cls, presets=presets,
-        run=(lambda k: lambda ctx, cfg: train_collab(k, ctx, cfg))(kind),
-        metric="test_mse", direction="min", datasets=("ml-100k",), references=refs, target=target,
-        family="recsys", threads=1,  # embedding lookups of 64 rows: threads only add sync overhead
+        run=lambda ctx, cfg: train_collab(kind, ctx, cfg),
+        metric="test_mse", direction="min", datasets=("ml-100k",), references=references, target=target,
+        family="recsys", threads=1,  # embedding lookups of a few rows: threads only add sync overhead
     ))
     common.PREDICTORS[kind] = _predictor_builder(kind)
+
+
+SMOKE = {"epochs": 1, "max_ratings": 2000, "batch_size": 256}
+FASTAI_REF = Reference(0.811, "fastai EmbeddingDotBias, 5 epochs fit_one_cycle(5e-3, wd=0.1), 50 factors",
+                       "random 20 % validation (fast.ai lesson / book ch. 8)")
+
+_register("collab-dot", "dot product of user and movie embeddings, no bias", CollabConfig,
+          {"smoke": SMOKE, "quick": {"epochs": 5}, "full": {"epochs": 10}})
+_register("collab-bias", "dot product + user/movie bias, sigmoid range, weight decay", CollabConfig,
+          {"smoke": SMOKE, "quick": {"epochs": 5}, "full": {"epochs": 5}}, (FASTAI_REF,), target=0.78)
+_register("collab-nn", "concatenated embeddings fed to an MLP", CollabNNConfig,
+          {"smoke": SMOKE, "quick": {"epochs": 5}, "full": {"epochs": 5}})
