@@ -96,3 +96,24 @@ def test_mf_sgd_learns_on_a_real_slice(real_data):
     summary = run_experiment("mf-sgd", preset="smoke", sets=["max_ratings=20000", "epochs=3"], quiet=True,
                              report=False)
     assert summary["metrics"]["test_rmse"] < 1.05, summary["metrics"]  # the global mean alone gives ~1.13
+
+
+def test_autorec_prediction_is_brute_force():
+    from types import SimpleNamespace
+
+    from dldojo.recsys.autorec import ItemAutoRec, make_predictor, rating_matrix
+
+    torch.manual_seed(0)
+    train = SimpleNamespace(user=np.array([0, 1, 2, 0]), item=np.array([0, 0, 1, 2]),
+                            rating=np.array([5.0, 3.0, 4.0, 1.0], dtype=np.float32))
+    R, M = rating_matrix(train, n_items=4, n_users=3)  # movie 3 has no ratings
+    assert R[0, 0] == 5 and R[2, 0] == 1 and M.sum() == 4
+    model = ItemAutoRec(n_users=3, hidden=5)
+    V, mu = model.encoder.weight.detach().numpy(), model.encoder.bias.detach().numpy()
+    W, b = model.decoder.weight.detach().numpy(), model.decoder.bias.detach().numpy()
+    h = (1 / (1 + np.exp(-(R.numpy() @ V.T + mu)))) @ W.T + b  # h(r) = W g(V r + μ) + b, one row per movie
+    expected = np.clip(h, 1, 5)
+    expected[3] = 3.0
+    predict = make_predictor(model, R, M)
+    users, items = np.array([0, 1, 2, 0, 2]), np.array([0, 1, 2, 3, 3])
+    np.testing.assert_allclose(predict(users, items), expected[items, users], rtol=1e-5)

@@ -21,6 +21,7 @@ PRESETS = ("smoke", "quick", "full")
 EXPERIMENT_MODULES = (
     "dldojo.recsys.collab",
     "dldojo.recsys.mf_sgd",
+    "dldojo.recsys.autorec",
 )
 
 

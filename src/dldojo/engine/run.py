@@ -191,7 +191,10 @@ class RunContext:
 
     def restore(self) -> dict[str, Any] | None:
         """On `--resume`: load the last checkpoint, restore every RNG, and return {'step', **state}."""
-        if not self.resuming or not self.checkpoint_path.exists():
+        if not self.resuming:
+            return None
+        if not self.checkpoint_path.exists():  # killed before the first checkpoint: start over cleanly
+            self._truncate_log(-1)
             return None
         saved = ckpt.load(self.checkpoint_path)
         restore_rng(saved["rng"])
