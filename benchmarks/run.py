@@ -3,7 +3,7 @@
     python benchmarks/run.py collab-bias                       # full preset, seed 0
     python benchmarks/run.py collab-bias --seeds 0 1 2
     python benchmarks/run.py mf-sgd --set split=u1 --tag mf-sgd-u1
-    python benchmarks/run.py --all-quick                       # time every quick preset
+    python benchmarks/run.py --all-quick --family recsys       # time every quick preset of a family
 
 Each result file holds the `dldojo run --json` summaries plus CPU model, thread count, torch version and
 commit. `python benchmarks/table.py` regenerates the README's results table from these files, so every
@@ -45,13 +45,15 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--tag", help="result file name (default: NAME-PRESET)")
     parser.add_argument("--all-quick", action="store_true", help="run every experiment's quick preset once")
+    parser.add_argument("--family", help="with --all-quick: only this family (e.g. recsys)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench"))
     args = parser.parse_args()
 
     from dldojo.engine import registry
 
     if args.all_quick:
-        jobs = [(name, "quick", name + "-quick") for name in registry.load_all()]
+        jobs = [(name, "quick", name + "-quick") for name, e in registry.load_all().items()
+                if args.family in (None, e.family)]
     else:
         jobs = [(name, args.preset, args.tag or f"{name}-{args.preset}") for name in args.names]
     for name, preset, tag in jobs:

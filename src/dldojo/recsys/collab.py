@@ -199,4 +199,5 @@ _register("collab-bias", "dot product + user/movie bias, sigmoid range, weight d
            "full": {"epochs": 6, "batch_size": 256, "weight_decay": 0.2}},
           (FASTAI_REF,), target=0.78)
 _register("collab-nn", "concatenated embeddings fed to an MLP", CollabNNConfig,
-          {"smoke": SMOKE, "quick": {"epochs": 5}, "full": {"epochs": 5}})
+          {"smoke": SMOKE, "quick": {"epochs": 5},
+           "full": {"epochs": 15, "batch_size": 1024, "lr": 0.01, "weight_decay": 1.0, "dropout": 0.3}})
