@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(name: str, preset: str, seed: int, sets: list[str], out: Path) -> dict:
+def run_one(name: str, preset: str, seed: int, sets: list[str], out: Path, threads: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "dldojo", "run", name, "--preset", preset, "--seed", str(seed), "--json",
            "--quiet", "--out", str(out)] + [a for s in sets for a in ("--set", s)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     print("$", " ".join(cmd[2:]), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--preset", default="full")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--threads", type=int, help="torch threads (default: the experiment's own default)")
     parser.add_argument("--tag", help="result file name (default: NAME-PRESET)")
     parser.add_argument("--all-quick", action="store_true", help="run every experiment's quick preset once")
     parser.add_argument("--family", help="with --all-quick: only this family (e.g. recsys)")
@@ -57,7 +60,7 @@ def main() -> None:
     else:
         jobs = [(name, args.preset, args.tag or f"{name}-{args.preset}") for name in args.names]
     for name, preset, tag in jobs:
-        runs = [run_one(name, preset, seed, args.set, Path(args.out)) for seed in args.seeds]
+        runs = [run_one(name, preset, seed, args.set, Path(args.out), args.threads) for seed in args.seeds]
         experiment = registry.get(name)
         values = [r["metrics"][experiment.metric] for r in runs]
         record = {
@@ -68,6 +71,7 @@ def main() -> None:
             "threads": runs[0]["threads"], "cpu": runs[0]["cpu"], "torch": runs[0]["torch"],
             "commit": runs[0]["commit"], "date": time.strftime("%Y-%m-%d"),
             "command": f"dldojo run {name} --preset {preset}" + "".join(f" --set {s}" for s in args.set)
+                       + (f" --threads {args.threads}" if args.threads else "")
                        + f" --seed {{{','.join(map(str, args.seeds))}}}",
             "runs": [{k: r[k] for k in ("seed", "metrics", "wall_seconds", "threads")} for r in runs],
             "references": runs[0]["references"],
