@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fmt_target(r: dict) -> str:
-    if r["target"] is None or r["preset"] != "full":
+    if r["target"] is None or r["preset"] != "full" or r["sets"]:  # targets apply to the plain full preset
         return ""
     ok = r["max"] <= r["target"] if r["direction"] == "min" else r["min"] >= r["target"]
     return f"{'≤' if r['direction'] == 'min' else '≥'} {r['target']:g} ({'met' if ok else 'missed'})"
