@@ -15,16 +15,25 @@ def fmt_target(r: dict) -> str:
     return f"{'≤' if r['direction'] == 'min' else '≥'} {r['target']:g} ({'met' if ok else 'missed'})"
 
 
+def result_files() -> list[Path]:
+    """Results tracked by git (add a new results file before regenerating), else every file present."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "results/*.json"], capture_output=True,
+                             text=True).stdout.split()
+    return sorted(ROOT / t for t in tracked) if tracked else sorted((ROOT / "results").glob("*.json"))
+
+
 def table() -> str:
     rows = ["| result | command | metric | value (mean; min–max over seeds) | target | wall s (max) | threads | commit |",
             "|---|---|---|---|---|---|---|---|"]
-    for path in sorted((ROOT / "results").glob("*.json")):
+    for path in result_files():
         r = json.loads(path.read_text())
         spread = f"{r['mean']:.4f}" + (f" ({r['min']:.4f}–{r['max']:.4f}, {len(r['seeds'])} seeds)"
                                        if len(r["seeds"]) > 1 else "")
         rows.append(f"| {r['tag']} | `{r['command']}` | {r['metric']} | {spread} | {fmt_target(r)} | "
                     f"{r['wall_seconds_max']:.1f} | {r['threads']} | {r['commit']} |")
-    cpu = {json.loads(p.read_text())["cpu"] for p in (ROOT / "results").glob("*.json")}
+    cpu = {json.loads(p.read_text())["cpu"] for p in result_files()}
     return "\n".join(rows) + ("\n\nMachine: " + "; ".join(sorted(cpu)) + " (2 cores)." if cpu else "")
 
 
