@@ -22,6 +22,10 @@ EXPERIMENT_MODULES = (
     "dldojo.recsys.collab",
     "dldojo.recsys.mf_sgd",
     "dldojo.recsys.autorec",
+    "dldojo.rl.q_table",
+    "dldojo.rl.dqn",
+    "dldojo.rl.policy_gradient",
+    "dldojo.rl.a3c",
 )
 
 

@@ -1,0 +1,240 @@
+"""Classic RL: environment API use, the tabular Q update, DQN's pieces, policy-gradient returns, A3C's shared model.
+
+Timing metrics (`*_seconds`, `*_per_second`) are wall-clock measurements and are left out of every
+"same metrics" comparison; everything else must match exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dldojo.engine.errors import RunInterrupted
+from dldojo.engine.launch import run_experiment
+from dldojo.engine.run import INTERRUPT_ENV
+from dldojo.rl import common, dqn, policy_gradient, q_table
+
+
+def _science(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "second" not in k}
+
+
+def _metric_lines(run_dir: str) -> list[dict]:
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "wall"} for x in lines]
+
+
+def _episode(env_id: str, seed: int, actions: list[int]):
+    env = common.make_env(env_id)
+    obs, _ = env.reset(seed=seed)
+    trace = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, _ = env.step(a)
+        trace.append(np.append(obs, [reward, terminated, truncated]))
+        if terminated or truncated:
+            break
+    return trace
+
+
+# ----- environment API -----
+def test_seeding_gives_identical_episodes():
+    actions = [0, 1, 1, 0, 1, 0, 0, 1] * 10
+    a, b = _episode("CartPole-v1", 7, actions), _episode("CartPole-v1", 7, actions)
+    c = _episode("CartPole-v1", 8, actions)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    # the random baseline seeds the action space too: same seed, same returns
+    assert np.array_equal(common.random_policy_returns("CartPole-v1", 5, 3),
+                          common.random_policy_returns("CartPole-v1", 5, 3))
+
+
+def test_env_snapshot_continues_the_same_episode():
+    env = common.make_env("CartPole-v0")
+    env.reset(seed=11)
+    for _ in range(6):
+        env.step(1)
+    snap = common.env_snapshot(env)
+    expected = [env.step(a) for a in (0, 0, 1)]
+    other = common.make_env("CartPole-v0")
+    common.env_restore(other, snap)
+    got = [other.step(a) for a in (0, 0, 1)]
+    for e, g in zip(expected, got):
+        assert np.array_equal(e[0], g[0]) and e[1:4] == g[1:4]
+    assert common.time_limit(other)._elapsed_steps == 9
+
+
+def test_episodes_to_solve_and_moving_average():
+    assert common.episodes_to_solve([0] * 5 + [200] * 5, threshold=195, window=4) == 9
+    assert common.episodes_to_solve([100] * 10, threshold=195, window=4) is None
+    np.testing.assert_allclose(common.moving_average([2, 4, 6, 8], 2), [2, 3, 5, 7])
+
+
+# ----- tabular Q-learning -----
+def test_q_update_equals_the_formula_on_a_hand_case():
+    Q = np.array([[0.2, -0.4], [0.5, 0.9]])
+    new = q_table.q_update(Q, s=0, a=1, r=1.0, s_next=1, alpha=0.5, gamma=0.99)
+    # (1 − 0.5)·(−0.4) + 0.5·(1 + 0.99·max(0.5, 0.9)) = −0.2 + 0.5·1.891 = 0.7455
+    assert new == pytest.approx(0.7455, abs=1e-12)
+    assert Q[0, 1] == pytest.approx(0.7455, abs=1e-12) and Q[0, 0] == 0.2 and list(Q[1]) == [0.5, 0.9]
+    Q2 = np.array([[0.0, 0.0], [-1.0, -3.0]])
+    assert q_table.q_update(Q2, 0, 0, -200.0, 1, 0.5, 0.99) == pytest.approx(0.5 * (-200 + 0.99 * -1.0))
+
+
+def test_digitize_matches_the_course_np_digitize():
+    rng = np.random.default_rng(0)
+    clip, num = (2.4, 3.0, 0.5, 2.0), 6
+    edges = q_table.bin_edges(clip, num)
+    obs = rng.normal(0, 1.5, size=(200, 4)) * np.array(clip)
+    course = [sum(np.digitize(o[i], np.linspace(-clip[i], clip[i], num + 1)[1:-1]) * num ** i for i in range(4))
+              for o in obs]
+    assert list(q_table.digitize(obs, edges)) == course
+    assert q_table.digitize(np.full(4, -99.0), edges)[0] == 0
+    assert q_table.digitize(np.full(4, 99.0), edges)[0] == num ** 4 - 1
+
+
+def test_q_table_learns_cartpole_v0(synthetic_data):
+    summary = run_experiment("q-table-cartpole", preset="smoke", sets=["episodes=400"], seed=0, quiet=True,
+                             report=False)
+    random_mean = common.random_policy_returns("CartPole-v0", 50, 0).mean()
+    assert summary["metrics"]["eval_return_mean"] > max(150.0, 4 * random_mean)
+
+
+# ----- DQN -----
+def test_replay_buffer_wraps_samples_and_round_trips():
+    buffer = dqn.ReplayBuffer(capacity=5, obs_dim=2)
+    for i in range(7):
+        buffer.add(np.array([i, -i]), i % 2, float(i), np.array([i + 1, -i - 1]), terminated=(i == 6))
+    assert len(buffer) == 5 and buffer.pos == 2
+    assert sorted(buffer.rewards.tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0]  # 0 and 1 were overwritten
+    batch = buffer.sample(64, np.random.default_rng(0))
+    assert batch["obs"].shape == (64, 2) and batch["actions"].dtype == torch.int64
+    assert set(batch["rewards"].tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
+    assert torch.equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)  # transitions stay whole
+    assert torch.equal(batch["terminated"], (batch["rewards"] == 6.0).float())
+    clone = dqn.ReplayBuffer(5, 2)
+    clone.load_state_dict(buffer.state_dict())
+    b1, b2 = buffer.sample(8, np.random.default_rng(1)), clone.sample(8, np.random.default_rng(1))
+    assert all(torch.equal(b1[k], b2[k]) for k in b1) and clone.pos == buffer.pos
+
+
+def test_td_target_dqn_and_double_dqn_on_a_hand_case():
+    q_net, target_net = torch.nn.Linear(1, 2, bias=False), torch.nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        q_net.weight.copy_(torch.tensor([[1.0], [2.0]]))  # online prefers action 1
+        target_net.weight.copy_(torch.tensor([[5.0], [3.0]]))  # target prefers action 0
+    rewards, next_obs, terminated = torch.tensor([1.0, 1.0]), torch.tensor([[1.0], [1.0]]), torch.tensor([0.0, 1.0])
+    plain = dqn.td_target(rewards, next_obs, terminated, q_net, target_net, 0.9, double=False)
+    double = dqn.td_target(rewards, next_obs, terminated, q_net, target_net, 0.9, double=True)
+    torch.testing.assert_close(plain, torch.tensor([1.0 + 0.9 * 5.0, 1.0]))
+    torch.testing.assert_close(double, torch.tensor([1.0 + 0.9 * 3.0, 1.0]))  # a* from online, value from target
+
+
+def test_target_network_sync_hard_and_soft():
+    torch.manual_seed(0)
+    q_net = dqn.QNetwork(4, 2, 8)
+    target = copy.deepcopy(q_net)
+    with torch.no_grad():
+        for p in q_net.parameters():
+            p.add_(1.0)  # online moves on; the target must not follow until synced
+    assert not any(torch.equal(p, t) for p, t in zip(q_net.parameters(), target.parameters()))
+    before = [t.clone() for t in target.parameters()]
+    dqn.sync_target(q_net, target, tau=0.25)
+    for p, t, b in zip(q_net.parameters(), target.parameters(), before):
+        torch.testing.assert_close(t, 0.25 * p + 0.75 * b)
+    dqn.sync_target(q_net, target, tau=1.0)
+    assert all(torch.equal(p, t) for p, t in zip(q_net.parameters(), target.parameters()))
+
+
+def test_dqn_same_seed_same_metrics(synthetic_data):
+    a = run_experiment("dqn-cartpole", preset="smoke", seed=3, quiet=True, report=False)
+    b = run_experiment("dqn-cartpole", preset="smoke", seed=3, quiet=True, report=False)
+    c = run_experiment("dqn-cartpole", preset="smoke", seed=4, quiet=True, report=False)
+    assert _science(a["metrics"]) == _science(b["metrics"])
+    assert _metric_lines(a["run_dir"]) == _metric_lines(b["run_dir"])
+    assert _metric_lines(a["run_dir"]) != _metric_lines(c["run_dir"])
+
+
+@pytest.mark.parametrize("name,sets,stop", [
+    ("dqn-cartpole", [], 333),  # mid-episode, after a training round, replay buffer half full
+    ("a2c-cartpole", [], 200),
+    ("q-table-cartpole", [], 12),  # steps are episodes here
+])
+def test_interrupt_then_resume_equals_uninterrupted(name, sets, stop, synthetic_data, monkeypatch):
+    full = run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
+    monkeypatch.setenv(INTERRUPT_ENV, str(stop))  # a real SIGINT, delivered at that step
+    with pytest.raises(RunInterrupted):
+        run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
+    monkeypatch.delenv(INTERRUPT_ENV)
+    interrupted = next(p for p in Path(os.environ["DLDOJO_RUNS"], name).iterdir() if not (p / "summary.json").exists())
+    assert torch.load(interrupted / "checkpoints/last.pt", weights_only=True)["step"] == stop
+    resumed = run_experiment(resume=interrupted, quiet=True, report=False)
+    assert _science(resumed["metrics"]) == _science(full["metrics"])
+    assert _metric_lines(resumed["run_dir"]) == _metric_lines(full["run_dir"])
+
+
+def test_quick_dqn_beats_a_random_policy_clearly(synthetic_data):
+    summary = run_experiment("dqn-cartpole", preset="quick", seed=0, quiet=True, report=False,
+                             sets=["total_steps=10000", "num_hiddens=64", "eval_every=2000",
+                                   "final_eval_episodes=30"])
+    random_mean = common.random_policy_returns("CartPole-v1", 30, 0).mean()  # ≈ 22
+    assert summary["metrics"]["eval_return_mean"] > max(100.0, 5 * random_mean)
+
+
+# ----- policy gradients -----
+def test_discounted_returns_cut_at_episode_ends():
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    done = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends at step 1
+    # without done: R_2 = 1 + 0.5·10 = 6, R_1 = 1 + 0.5·6 = 4, R_0 = 1 + 0.5·4 = 3
+    out = policy_gradient.discounted_returns(rewards, 0.5, bootstrap=torch.tensor([10.0]), done=None)
+    torch.testing.assert_close(out[:, 0], torch.tensor([1 + 0.5 * (1 + 0.5 * 6.0), 1 + 0.5 * 6.0, 6.0]))
+    cut = policy_gradient.discounted_returns(rewards, 0.5, bootstrap=torch.tensor([10.0]), done=done)
+    torch.testing.assert_close(cut[:, 0], torch.tensor([1.5, 1.0, 6.0]))
+
+
+def test_policy_gradient_loss_is_the_score_function_estimator():
+    torch.manual_seed(0)
+    model = policy_gradient.ActorCritic(4, 2, 8)
+    obs, actions, returns = torch.randn(6, 4), torch.tensor([0, 1, 1, 0, 1, 0]), torch.randn(6)
+    loss, _ = policy_gradient.actor_critic_loss(model, obs, actions, returns, vf_coef=0.0, ent_coef=0.0,
+                                                baseline="none")
+    grads = torch.autograd.grad(loss, list(model.actor.parameters()))
+    log_probs = torch.log_softmax(model.actor(obs), -1)[torch.arange(6), actions]
+    expected = torch.autograd.grad(-(log_probs * returns).mean(), list(model.actor.parameters()))
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e)
+
+
+# ----- A3C -----
+def test_a3c_workers_update_one_shared_model(synthetic_data):
+    summary = run_experiment("a3c-cartpole", preset="smoke", seed=0, quiet=True, report=False,
+                             sets=["compare_a2c=false", "total_steps=1500", "num_workers=2"])
+    run_dir = Path(summary["run_dir"])
+    rows = json.loads((run_dir / "tables/workers.json").read_text())["rows"]
+    pids = [r["pid"] for r in rows]
+    assert len(set(pids)) == 2 and os.getpid() not in pids and all(pids)  # two separate processes
+    updates = [r["updates applied to the shared model"] for r in rows]
+    assert all(u > 0 for u in updates)  # both advanced the shared parameter version
+    assert summary["metrics"]["shared_updates"] == sum(updates)
+    assert summary["metrics"]["train_steps"] >= 1500
+    # the shared model the workers trained is what was saved, and it moved away from the initialisation
+    from dldojo.engine.run import load_weights
+
+    torch.manual_seed(0)
+    initial = policy_gradient.ActorCritic(4, 2, 64).state_dict()
+    trained = load_weights(run_dir)
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)
+
+
+def test_a3c_shared_adam_statistics_live_in_shared_memory():
+    from dldojo.rl import a3c
+
+    model = policy_gradient.ActorCritic(4, 2, 8)
+    stats = a3c.shared_adam_statistics(model)
+    assert len(stats) == len(list(model.parameters()))
+    assert all(t.is_shared() for s in stats for t in s.values())
