@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dldojo.data import enja
 from dldojo.data.store import FIXTURE_MANIFEST, sha256_of
 
 
@@ -48,7 +49,7 @@ def make_movielens(root: Path, n_users: int = 40, n_items: int = 60, n_ratings: 
 
 # dataset name -> function(root) that writes a tiny synthetic copy; every registered dataset needs one
 # so that the registry-wide smoke test can run each experiment without the real data.
-FIXTURES = {"ml-100k": make_movielens}
+FIXTURES = {"ml-100k": make_movielens, "small_parallel_enja": enja.make_fixture}
 
 
 def make_all(root: Path, names: list[str] | tuple[str, ...] | None = None) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 from dldojo.engine.errors import DojoError, did_you_mean
 
 FIXTURE_MANIFEST = "FIXTURE.json"
-DATASET_MODULES = ("dldojo.data.movielens",)
+DATASET_MODULES = ("dldojo.data.movielens", "dldojo.data.enja")
 
 
 @dataclasses.dataclass(frozen=True)
