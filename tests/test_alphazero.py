@@ -19,7 +19,7 @@ from dldojo.engine.launch import run_experiment
 from dldojo.engine.run import INTERRUPT_ENV
 from dldojo.rl.alphazero import AlphaZeroConfig, AlphaZeroNet, ReplayBuffer, self_play
 from dldojo.rl.games import ConnectFour, Gomoku, TicTacToe
-from dldojo.rl.mcts import (AlphaZeroPlayer, Minimax, MinimaxPlayer, Node, PureMCTS, RandomPlayer,
+from dldojo.rl.mcts import (Minimax, MinimaxPlayer, Node, PureMCTS, RandomPlayer,
                             exhaustive_vs_minimax, play_match, search, visit_policy)
 
 

@@ -6,7 +6,6 @@ import io
 import shutil
 import tarfile
 import zipfile
-from pathlib import Path
 
 import pytest
 

@@ -42,7 +42,7 @@ from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
 from dldojo.rl.games import ConnectFour, Game, TicTacToe
-from dldojo.rl.mcts import (AlphaZeroPlayer, MinimaxPlayer, Node, PureMCTS, RandomPlayer, exhaustive_vs_minimax,
+from dldojo.rl.mcts import (AlphaZeroPlayer, Node, PureMCTS, RandomPlayer, exhaustive_vs_minimax,
                             play_match, search, visit_policy)
 
 

@@ -155,6 +155,20 @@ def translate_corpus(model: Seq2SeqModel, pairs: list[Pair] | list[list[int]], t
     return [tgt_vocab.decode(h) for h in hyps]
 
 
+def corpus_bleu_of(model: Seq2SeqModel, pairs: list[Pair], refs: list[list[str]], tgt_vocab: Vocab,
+                   batch_size: int, beam_width: int = 1, length_penalty: float = 1.0) -> tuple[float, list[list[str]]]:
+    """Translate the sources of `pairs` and score them against `refs` with sacrebleu (tokenize='none')."""
+    from dldojo.metrics.bleu import sacrebleu_corpus
+
+    hyps = translate_corpus(model, pairs, tgt_vocab, batch_size, beam_width, length_penalty=length_penalty)
+    return sacrebleu_corpus(hyps, refs), hyps
+
+
+def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of several checkpoints of one model (checkpoint averaging)."""
+    return {k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
+
+
 # ----- loading a trained run for `dldojo translate` -----
 
 @dataclasses.dataclass

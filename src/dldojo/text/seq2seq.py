@@ -270,13 +270,8 @@ def mix_inputs(model: Seq2Seq, src, src_lengths, tgt_in: torch.Tensor, p_gold: f
 
 
 def evaluate_bleu(model: Seq2Seq, pairs, refs, tgt_vocab, cfg: Seq2SeqConfig, beam_width: int):
-    hyps = decoding.translate_corpus(model, pairs, tgt_vocab, cfg.eval_batch_size, beam_width,
-                                     length_penalty=cfg.length_penalty)
-    return sacrebleu_corpus(hyps, refs), hyps
-
-
-def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
+    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                   cfg.length_penalty)
 
 
 def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
@@ -359,7 +354,7 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
     bar.close()
 
     if len(epoch_states) > 1:
-        model.load_state_dict(average_states(epoch_states))
+        model.load_state_dict(decoding.average_state_dicts(epoch_states))
     model.eval()
     ctx.save_weights(model.state_dict())
     dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1)

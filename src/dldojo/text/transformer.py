@@ -39,7 +39,6 @@ from dldojo.data import enja
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext, load_weights
-from dldojo.metrics.bleu import sacrebleu_corpus
 from dldojo.nn.attention import MultiHeadAttention, SinusoidalPositionalEncoding, causal_mask, key_mask, padding_mask
 from dldojo.text import decoding
 
@@ -344,15 +343,10 @@ def matmul_flops(cfg: TransformerConfig, tgt_vocab_size: int, B: int, S: int, T:
     return 3.0 * forward
 
 
-def evaluate_bleu(model: Transformer, pairs: list, refs: list[list[str]], tgt_vocab: enja.Vocab, cfg: TransformerConfig,
-                  beam_width: int = 1) -> tuple[float, list[list[str]]]:
-    hyps = decoding.translate_corpus(model, pairs, tgt_vocab, batch_size=cfg.eval_batch_size, beam_width=beam_width,
-                                     length_penalty=cfg.length_penalty)
-    return sacrebleu_corpus(hyps, refs), hyps
-
-
-def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
+def evaluate_bleu(model: Transformer, pairs: list, refs: list[list[str]], tgt_vocab: enja.Vocab,
+                  cfg: TransformerConfig, beam_width: int = 1) -> tuple[float, list[list[str]]]:
+    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                   cfg.length_penalty)
 
 
 # ----- the experiment -----
@@ -440,7 +434,7 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
     chose_average = False
     if cfg.average_last > 1 and len(snapshots) > 1:
         final_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(average_state_dicts(snapshots))
+        model.load_state_dict(decoding.average_state_dicts(snapshots))
         averaged_dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg)
         chose_average = averaged_dev_bleu > final_dev_bleu
         if not chose_average:
