@@ -25,16 +25,21 @@ def result_files() -> list[Path]:
 
 
 def table() -> str:
-    rows = ["| result | command | metric | value (mean; min–max over seeds) | target | wall s (max) | threads | commit |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| result | command | metric | value (mean; min–max over seeds) | target | wall s (max) | threads | cpu | commit |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path in result_files():
         r = json.loads(path.read_text())
         spread = f"{r['mean']:.4f}" + (f" ({r['min']:.4f}–{r['max']:.4f}, {len(r['seeds'])} seeds)"
                                        if len(r["seeds"]) > 1 else "")
         rows.append(f"| {r['tag']} | `{r['command']}` | {r['metric']} | {spread} | {fmt_target(r)} | "
-                    f"{r['wall_seconds_max']:.1f} | {r['threads']} | {r['commit']} |")
+                    f"{r['wall_seconds_max']:.1f} | {r['threads']} | {short_cpu(r['cpu'])} | {r['commit']} |")
     cpu = {json.loads(p.read_text())["cpu"] for p in result_files()}
-    return "\n".join(rows) + ("\n\nMachine: " + "; ".join(sorted(cpu)) + " (2 cores)." if cpu else "")
+    return "\n".join(rows) + ("\n\nMachines (2 cores each): " + "; ".join(f"{short_cpu(c)} = {c}" for c in sorted(cpu))
+                             + "." if cpu else "")
+
+
+def short_cpu(cpu: str) -> str:
+    return "AMD EPYC" if "AMD" in cpu else "Intel Xeon" if "Intel" in cpu else cpu
 
 
 def experiments_table() -> str:

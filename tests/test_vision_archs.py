@@ -73,7 +73,8 @@ def test_forward_32px_gives_logits_and_macs_equal_flop_counter(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_128px_gives_logits(name):
-    kwargs = {} if name == "plain_cnn" else {"stem": "imagenet"}  # the stem meant for large images
+    # the stem meant for large images; plain_cnn and airbench (global max-pool) take any size as they are
+    kwargs = {} if name == "plain_cnn" or name.startswith("airbench") else {"stem": "imagenet"}
     model = build_arch(name, num_classes=NUM_CLASSES, in_channels=3, **kwargs).eval()
     with torch.no_grad():
         logits = model(torch.randn(2, 3, 128, 128))
@@ -115,6 +116,8 @@ EXPECTED_PARAMS = {
     "mobilenet_v2": 2_236_682,
     "densenet_bc_100_12": 769_162,
     "efficientnet_b0": 4_020_358,
+    "airbench94": 1_972_792,
+    "airbench93": 569_656,
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
 
 # Modules that add family-specific subcommands; each defines `add_commands(subparsers)`.
-COMMAND_MODULES = ("dldojo.recsys.cli", "dldojo.rl.cli", "dldojo.text.cli")
+COMMAND_MODULES = ("dldojo.recsys.cli", "dldojo.rl.cli", "dldojo.text.cli", "dldojo.vision.cli")
 
 EPILOG = """examples:
   dldojo list                                   what can be run

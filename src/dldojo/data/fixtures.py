@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dldojo.data import enja
+from dldojo.data import enja, images
 from dldojo.data.store import FIXTURE_MANIFEST, sha256_of
 
 
 def write_manifest(folder: Path) -> None:
-    files = {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != FIXTURE_MANIFEST}
+    files = {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != FIXTURE_MANIFEST}
     (folder / FIXTURE_MANIFEST).write_text(json.dumps({"synthetic": True, "files": files}, indent=1))
 
 
@@ -49,7 +50,7 @@ def make_movielens(root: Path, n_users: int = 40, n_items: int = 60, n_ratings: 
 
 # dataset name -> function(root) that writes a tiny synthetic copy; every registered dataset needs one
 # so that the registry-wide smoke test can run each experiment without the real data.
-FIXTURES = {"ml-100k": make_movielens, "small_parallel_enja": enja.make_fixture}
+FIXTURES = {"ml-100k": make_movielens, "small_parallel_enja": enja.make_fixture, **images.FIXTURES}
 
 
 def make_all(root: Path, names: list[str] | tuple[str, ...] | None = None) -> Path:

@@ -33,7 +33,7 @@ def fit(
     train: Sequence[torch.Tensor] | torch.utils.data.Dataset,
     loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
     *,
-    epochs: int,
+    epochs: float,
     batch_size: int,
     scheduler: Any | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
@@ -42,18 +42,28 @@ def fit(
     shuffle: bool = True,
     collate: Callable | None = None,
     num_workers: int = 0,
+    drop_last: bool = False,
+    on_step: Callable[[int], None] | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train `model` for `epochs`; returns the metrics of the last evaluation.
 
     `train` is either a tuple of equally long tensors (indexed directly: fastest) or a map-style
     Dataset (loaded through a DataLoader). `loss_fn(model, batch)` returns the mean loss of a batch.
-    `scheduler.step()` is called after every optimiser step. `evaluate()` runs every `eval_every`
-    epochs and after the last one, with the model in eval mode and gradients off.
+    `scheduler.step()` is called after every optimiser step, then `on_step(step)` (e.g. weight
+    averaging). `evaluate()` runs every `eval_every` epochs and after the last one, with the model in
+    eval mode and gradients off. `epochs` may be fractional (9.9 epochs = ceil(9.9 · steps per epoch)
+    steps); `drop_last` skips each epoch's incomplete last batch. Objects in `extra_state` (anything
+    with `state_dict()` / `load_state_dict()`) are checkpointed and restored with the model.
     """
     is_tensors = isinstance(train, tuple | list)
     n = len(train[0]) if is_tensors else len(train)  # type: ignore[arg-type]
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
+    steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n} training examples with drop_last")
+    total_steps = math.ceil(epochs * steps_per_epoch)
+    last_epoch = math.ceil(total_steps / steps_per_epoch)
+    extra_state = extra_state or {}
     net = ctx.wrap_model(model)
 
     step, loss_sum, loss_count = 0, 0.0, 0
@@ -66,18 +76,22 @@ def fit(
             scheduler.load_state_dict(saved["scheduler"])
         step, loss_sum, loss_count = saved["step"], saved["loss_sum"], saved["loss_count"]
         metrics = dict(saved.get("metrics", {}))
+        for key, obj in extra_state.items():
+            obj.load_state_dict(saved["extra"][key])
 
     def state() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "loss_sum": loss_sum, "loss_count": loss_count, "metrics": metrics}
+                "loss_sum": loss_sum, "loss_count": loss_count, "metrics": metrics,
+                "extra": {key: obj.state_dict() for key, obj in extra_state.items()}}
 
     bar = ctx.progress(total_steps, initial=step)
-    for epoch in range(step // steps_per_epoch, epochs):
+    for epoch in range(step // steps_per_epoch, last_epoch):
         order = epoch_permutation(n, ctx.seed, epoch, shuffle)
         model.train()
-        batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-        for batch_index in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        batches = [order[i:i + batch_size] for i in range(0, steps_per_epoch * batch_size, batch_size)]
+        epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+        for batch_index in range(step - epoch * steps_per_epoch, epoch_steps):
             index = batches[batch_index][ctx.rank::ctx.world_size]
             if is_tensors:
                 batch = tuple(t[index] for t in train)  # type: ignore[union-attr]
@@ -93,14 +107,16 @@ def fit(
             if scheduler is not None:
                 scheduler.step()
             step += 1
+            if on_step is not None:
+                on_step(step)
             loss_value = loss.item()
             ctx.check_finite(loss_value, step)
             loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", **{k: f"{v:.4f}" for k, v in list(metrics.items())[:1]})
-            if batch_index == steps_per_epoch - 1:  # end of epoch: evaluate and log before checkpointing
+            if batch_index == epoch_steps - 1:  # end of epoch: evaluate and log before checkpointing
                 record = {"epoch": epoch + 1, "train_loss": loss_sum / loss_count}
-                if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+                if evaluate is not None and ((epoch + 1) % eval_every == 0 or step == total_steps):
                     model.eval()
                     with torch.no_grad():
                         metrics = evaluate()

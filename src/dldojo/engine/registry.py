@@ -29,6 +29,7 @@ EXPERIMENT_MODULES = (
     "dldojo.rl.dqn",
     "dldojo.rl.policy_gradient",
     "dldojo.rl.a3c",
+    "dldojo.vision.classify",
 )
 
 

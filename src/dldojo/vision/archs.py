@@ -20,6 +20,12 @@ computational cost.
     DenseNet       Huang et al., "Densely Connected Convolutional Networks" (2017):
                    x_ℓ = H_ℓ([x_0, x_1, …, x_{ℓ−1}]), growth rate k, bottleneck (BN-ReLU-1×1 4k) and
                    transitions with compression θ = 0.5 ("BC"); DenseNet-BC (L=100, k=12): 0.8M params.
+    AirbenchNet    Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (2024, arXiv:2404.00498):
+                   a plain VGG-like net built for speed: a frozen 2×2 patch-whitening conv (its filters
+                   are the eigenvectors of the training patches' covariance, scaled by λ^-½, and their
+                   negatives), then three groups conv → max-pool → BN → GELU → conv → BN → GELU, a
+                   global max-pool and a linear layer scaled by 1/9. airbench94: widths 64/256/256
+                   (1.97M params), airbench93: 64/128/128.
     EfficientNet   Tan & Le (2019): MBConv (MobileNetV2 block + squeeze-excitation, Hu et al. 2018, +
                    stochastic depth, Huang et al. 2016) and compound scaling d = α^φ, w = β^φ, r = γ^φ
                    with α = 1.2, β = 1.1, γ = 1.15 (α·β²·γ² ≈ 2); EfficientNet-B0: 5.3M params.
@@ -853,6 +859,84 @@ def depthwise_separable_cost_ratio(K: int, M: int, N: int) -> float:
     return (K * K * M + M * N) / (K * K * M * N)
 
 
+# ============================================================================ airbench (plain, built for speed)
+
+
+class AirbenchBatchNorm(nn.BatchNorm2d):
+    """BatchNorm without a learned scale (γ fixed at 1, only β learns), as airbench: the next conv can
+    absorb any scale, so γ only adds a redundant degree of freedom. Running statistics use momentum 0.4
+    (airbench writes 0.6 for the kept fraction) so they settle within the few hundred steps of a run."""
+
+    def __init__(self, num_features: int, momentum: float = 0.4, eps: float = 1e-12):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.weight.requires_grad_(False)
+
+
+class AirbenchConvGroup(nn.Module):
+    """conv 3×3 → max-pool 2 → BN → GELU → conv 3×3 → BN → GELU. Convs start as identity (Dirac) on the
+    channels they share with their input, an implicit residual connection (airbench)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = AirbenchBatchNorm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = AirbenchBatchNorm(out_channels)
+        self.activ = nn.GELU()
+        for conv in (self.conv1, self.conv2):
+            nn.init.dirac_(conv.weight.data[:conv.in_channels])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class AirbenchNet(nn.Module):
+    """Patch-whitening conv → GELU → 3 conv groups → global max-pool → linear / 9 (Jordan 2024).
+
+    The whitening conv has 2·C·k² output channels for k×k patches of C channels: the eigenvectors of
+    the patch covariance Σ (one filter each, divided by √(λ + ε)) and their negatives, so that after
+    GELU both signs of every whitened direction survive. Its weights are set from training images by
+    `init_whitening` and stay frozen; only its bias trains (for the first epochs, see the experiment).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256),
+                 whiten_kernel: int = 2, scaling_factor: float = 1 / 9):
+        super().__init__()
+        whiten_width = 2 * in_channels * whiten_kernel**2
+        self.whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        nn.init.zeros_(self.whiten.bias)
+        self.activ = nn.GELU()
+        chans = [whiten_width, *widths]
+        self.groups = nn.Sequential(*[AirbenchConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        self.scaling_factor = scaling_factor
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the whitening filters from (normalised) training images, (N, C, H, W)."""
+        c, (h, w) = images.shape[1], self.whiten.kernel_size
+        patches = images.float().unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0).reshape(-1, c, h, w)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv group's activation map (Grad-CAM's usual target layer is `groups[-1]`)."""
+        # The whitening filters are large (1/sqrt(eigenvalue + eps)) and of opposite signs, so in bf16 their
+        # sums cancel badly (MNIST's flat background stopped training); this small layer stays in fp32.
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.whiten(x.to(self.whiten.weight.dtype))
+        return self.groups(self.activ(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_max_pool2d(self.features(x), 1).flatten(1)
+        return self.head(x) * self.scaling_factor
+
+
 # ============================================================================ registry
 
 
@@ -867,6 +951,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": MobileNetV2,
     "densenet_bc_100_12": functools.partial(densenet_bc, 100, 12),
     "efficientnet_b0": EfficientNet,
+    "airbench94": AirbenchNet,
+    "airbench93": functools.partial(AirbenchNet, widths=(64, 128, 128)),
 }
 
 
