@@ -15,7 +15,8 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("command", ["list", "show", "run", "runs", "report", "data", "recommend"])
+@pytest.mark.parametrize("command", ["list", "show", "run", "runs", "report", "data", "recommend",
+                                     "translate", "play", "archs", "explain"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
