@@ -11,6 +11,10 @@ network's "side to move" input plane.
 
     board'                       = -(board with +1 at the move)
     step(board, a) -> (board', done, reward)   reward for the player who just moved: +1 win, 0 otherwise
+
+The batched tree search (`mcts.py`) needs the same rules for many boards at once: `legal_masks` and
+`step_batch` take a stack of boards [N, rows, cols] and do one NumPy operation per rule for all of them
+(no Python loop over boards); they agree with `legal_mask` / `step` board by board (tested).
 """
 
 from __future__ import annotations
@@ -49,6 +53,14 @@ class Game:
         planes[:, 1] = boards == -1
         planes[:, 2] = first_to_move[:, None, None]
         return planes
+
+    def legal_masks(self, boards: np.ndarray) -> np.ndarray:
+        """Vectorised `legal_mask`: boards [N, rows, cols] -> bool [N, action_size]."""
+        raise NotImplementedError
+
+    def step_batch(self, boards: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vectorised `step`: boards [N, rows, cols], actions [N] -> (boards', done [N], reward [N])."""
+        raise NotImplementedError
 
     def symmetries(self, board: np.ndarray, pi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(board, policy) pairs equivalent under the board's symmetries, for data augmentation."""
@@ -93,6 +105,12 @@ class LineGame(Game):
         self.windows = np.array(windows, dtype=np.int64)
         self.windows_through = [self.windows[(self.windows == cell).any(axis=1)] for cell in range(rows * cols)]
         self._window_lists = [[tuple(w) for w in ws.tolist()] for ws in self.windows_through]
+        # The same as one array [cells, most windows through a cell, k] for `step_batch`; missing windows
+        # point at a sentinel cell (index rows*cols, always empty) so they never count as a line.
+        most = max(len(ws) for ws in self.windows_through)
+        self.windows_padded = np.full((rows * cols, most, k), rows * cols, dtype=np.int64)
+        for cell, ws in enumerate(self.windows_through):
+            self.windows_padded[cell, :len(ws)] = ws
 
     def initial(self) -> np.ndarray:
         return np.zeros((self.rows, self.cols), dtype=np.int8)
@@ -101,6 +119,28 @@ class LineGame(Game):
         if self.gravity:
             return board[0] == 0  # a column is open while its top cell is empty
         return board.reshape(-1) == 0
+
+    def legal_masks(self, boards: np.ndarray) -> np.ndarray:
+        if self.gravity:
+            return boards[:, 0, :] == 0
+        return boards.reshape(len(boards), -1) == 0
+
+    def step_batch(self, boards: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(boards)
+        rows = np.arange(n)
+        flat = np.zeros((n, self.rows * self.cols + 1), dtype=np.int8)  # + the sentinel cell
+        flat[:, :-1] = boards.reshape(n, -1)
+        if self.gravity:  # the lowest empty row of the column: (number of empty cells in it) - 1
+            empty = np.count_nonzero(boards[rows, :, actions] == 0, axis=1)
+            cells = (empty - 1) * self.cols + actions
+        else:
+            cells = np.asarray(actions)
+        if np.any(flat[rows, cells] != 0) or (self.gravity and np.any(empty == 0)):
+            raise ValueError(f"illegal move in {self.name}")
+        flat[rows, cells] = 1
+        won = (flat[rows[:, None, None], self.windows_padded[cells]] == 1).all(axis=2).any(axis=1)
+        done = won | ~(flat[:, :-1] == 0).any(axis=1)
+        return (-flat[:, :-1]).reshape(n, self.rows, self.cols), done, won.astype(np.float64)
 
     def cell_of(self, board: np.ndarray, action: int) -> int:
         """The flat cell index a move fills."""
