@@ -30,6 +30,7 @@ EXPERIMENT_MODULES = (
     "dldojo.rl.policy_gradient",
     "dldojo.rl.a3c",
     "dldojo.vision.classify",
+    "dldojo.vision.transfer",
     "dldojo.vision.norm_study",
 )
 

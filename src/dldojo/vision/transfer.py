@@ -1,0 +1,555 @@
+"""Transfer learning: `pretrain-cifar10` trains a source model, `transfer-flowers` re-uses it on flowers-5.
+
+Curriculum: transfer learning and fine-tuning (JDLA E資格 「転移学習」「ファインチューニング」): a network
+trained on a large source task is re-used on a small target task, either as a fixed feature extractor
+(only a new classifier head trains) or as the initialisation of the whole network.
+
+Papers. Yosinski, Clune, Bengio & Lipson (2014), "How transferable are features in deep neural
+networks?": early layers are general, late layers specific, and fine-tuning a transferred network beats
+training it from scratch even on a related task. Howard & Ruder (2018, ULMFiT): discriminative learning
+rates (lower for the pre-trained layers) and gradual unfreezing. Kumar et al. (2022), "Fine-Tuning can
+Distort Pretrained Features and Underperform Out-of-Distribution": LP-FT — train the new head on the
+frozen backbone first, then fine-tune everything, so that a random head does not wreck the features.
+
+The four variants, trained side by side on the same augmented batches for the same number of steps T:
+    (a) scratch               θ random, all layers at the peak rate η
+    (b) frozen                θ_body = θ_source fixed (BatchNorm in eval mode: running statistics
+                              kept), only the new head W trains at η
+    (c) finetune              θ = θ_source, head at η, body at η_body = s·η (discriminative rates)
+    (d) frozen_then_finetune  (b) for the first f·T steps, then (c) with every rate × r (LP-FT)
+Each learning rate follows a triangle (warm-up to the peak at 20 % of its steps, linear decay to 0);
+loss: cross-entropy with label smoothing ε, SGD with Nesterov momentum and weight decay.
+
+The source. ImageNet weights cannot be downloaded here, so `pretrain-cifar10` trains one: airbench94
+(Jordan 2024) on CIFAR-10's 50,000 images of 32 px with classify.py's recipe. The network is fully
+convolutional with a global max-pool, so it takes flowers at `image_size` px as they are (a larger input
+gives a larger last feature map). `transfer-flowers` finds the newest finished `pretrain-cifar10` run
+(`source_run=auto`), or trains one first (a separate run, timed separately), or takes any run directory
+of a CIFAR classifier (`source_run=PATH`, e.g. a `cifar10-<arch>` run). With `imagenet_weights=FILE` (a
+torchvision resnet18 / resnet50 / mobilenet_v2 state dict, `torch.save(model.state_dict(), FILE)`) the
+backbone of (b)-(d) is torchvision's ImageNet model instead, with ImageNet normalisation.
+
+References: the curriculum's flowers-5 comparison — ResNet50 from scratch 0.393, ImageNet-pre-trained
+ResNet50 fine-tuned 0.768, a frozen big pre-trained model 0.928 (validation accuracy) — and the issue's
+target, 0.88 test accuracy for the best variant. Without ImageNet, the source here has seen 50,000 tiny
+pictures of ten unrelated classes: in the pilots (results/transfer-flowers-notes.md) fine-tuning it beat
+training from scratch by 0.05-0.10 and freezing it was the worst variant, and no variant reached 0.75.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import pickle
+import time
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from dldojo.data import images as image_data
+from dldojo.engine.errors import DojoError
+from dldojo.engine.fit import fit
+from dldojo.engine.registry import PRESETS, Experiment, Reference, register
+from dldojo.engine.run import RunContext, seed_everything
+from dldojo.vision import archs, classify, common
+
+VARIANTS = ("scratch", "frozen", "finetune", "frozen_then_finetune")
+TORCHVISION_ARCHS = ("resnet18", "resnet50", "mobilenet_v2")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The curriculum's flowers-5 numbers (validation accuracy, ImageNet-scale models), per variant.
+CURRICULUM = {"scratch": (0.393, "ResNet50 from scratch"),
+              "finetune": (0.768, "ImageNet-pre-trained ResNet50, fine-tuned"),
+              "frozen": (0.928, "frozen big pre-trained model + new head")}
+
+
+def triangle(step: int, total: int, peak_at: float = 0.2, start: float = 0.1) -> float:
+    """Learning-rate factor: `start` at step 0, 1 at peak_at·total, 0 at `total`."""
+    peak = max(1, int(peak_at * total))
+    if step <= peak:
+        return start + (1 - start) * step / peak
+    return max(0.0, 1 - (step - peak) / max(1, total - peak))
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size), antialiased bilinear (torchvision)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return v2.functional.resize(images, [size, size], antialias=True)
+
+
+# ============================================================================ the target: flowers-5
+# (the source, `pretrain-cifar10`, is classify.py's CIFAR-10 run under its own name: see the registration)
+
+
+@dataclasses.dataclass
+class TransferConfig:
+    source_run: str = "auto"
+    """Source model: a run directory of a CIFAR classifier (pretrain-cifar10, cifar10-<arch>), or auto =
+    the newest finished pretrain-cifar10 run under the runs folder whose preset is at least source_preset
+    (full > quick > smoke), pre-training one first (a separate run, timed separately) when there is none."""
+    source_preset: Literal["smoke", "quick", "full"] = "full"
+    """Preset of pretrain-cifar10 that source_run=auto looks for or runs."""
+    imagenet_weights: str = ""
+    """Path of a torchvision ImageNet state dict (.pth) of imagenet_arch; if set, it is the source."""
+    imagenet_arch: Literal["resnet18", "resnet50", "mobilenet_v2"] = "resnet18"
+    """torchvision architecture of imagenet_weights (its scratch variant is the same, randomly initialised)."""
+    image_size: int = 48
+    """Side of the training crops and test images (flowers are 128 px; 48 px measured best per CPU second)."""
+    test_size: int = 0
+    """Side the test images are resized to (0 = image_size; larger = FixRes, Touvron et al. 2019)."""
+    epochs: float = 15.0
+    """Passes over the flowers training set, the same for every variant."""
+    batch_size: int = 64
+    """Images per optimiser step (the incomplete last batch of an epoch is dropped)."""
+    lr: float = 0.05
+    """Peak learning rate η of the new head, and of every layer of the scratch variant."""
+    backbone_lr_scale: float = 0.4
+    """s: pre-trained layers learn at s·η when fine-tuned (discriminative learning rates)."""
+    freeze_fraction: float = 0.25
+    """f: variant (d) trains only its head for this fraction of the steps, then everything."""
+    stage2_lr_scale: float = 0.5
+    """r: after unfreezing, variant (d) uses every learning rate × r."""
+    momentum: float = 0.9
+    """SGD momentum (Nesterov)."""
+    weight_decay: float = 5e-4
+    """L2 weight decay (not applied to frozen weights: they get no gradient)."""
+    label_smoothing: float = 0.1
+    """Label smoothing ε of the cross-entropy targets."""
+    crop_scale: float = 0.25
+    """RandomResizedCrop: the smallest fraction of the image area a training crop covers."""
+    tta: int = 2
+    """Test-time augmentation: 0 none, 1 + mirror, 2 + one-pixel shifts."""
+    variants: tuple[str, ...] = VARIANTS
+    """Which of scratch, frozen, finetune, frozen_then_finetune to train."""
+    train_subset: int = 0
+    """Train on a class-stratified subset of this many flowers (0 = all 3,453)."""
+    test_subset: int = 0
+    """Evaluate on a class-stratified subset of this many test flowers (0 = all 864)."""
+    eval_every: int = 2
+    """Evaluate every variant (no TTA) every N epochs, for the learning curves."""
+    bf16: common.BF16 = "auto"
+    """bf16 autocast: auto = on when the CPU has native bf16 (avx512_bf16 / amx), on, off."""
+    channels_last: bool = True
+    """NHWC memory layout for convolutions (oneDNN's fast path on CPUs)."""
+
+    def validate(self) -> None:
+        if not self.variants or set(self.variants) - set(VARIANTS) or len(set(self.variants)) < len(self.variants):
+            raise DojoError(f"variants must be distinct names out of {', '.join(VARIANTS)}; got {self.variants}")
+        if self.image_size < 16 or self.test_size < 0 or not self.epochs > 0 or self.batch_size < 1:
+            raise DojoError("need image_size >= 16, test_size >= 0, epochs > 0 and batch_size >= 1")
+        if not self.lr > 0 or self.backbone_lr_scale < 0 or not 0 < self.stage2_lr_scale:
+            raise DojoError("need lr > 0, backbone_lr_scale >= 0 and stage2_lr_scale > 0")
+        if not 0 < self.freeze_fraction < 1:
+            raise DojoError(f"freeze_fraction must be in (0, 1), got {self.freeze_fraction}")
+        if not 0 < self.crop_scale <= 1 or not 0 <= self.label_smoothing < 1 or self.tta not in (0, 1, 2):
+            raise DojoError("need 0 < crop_scale <= 1, 0 <= label_smoothing < 1 and tta in 0, 1, 2")
+
+
+# ----- the model: a source network with a new head
+
+def last_linear(model: nn.Module) -> tuple[nn.Module, str]:
+    """(parent module, attribute name) of the model's last nn.Linear — its classifier."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise DojoError(f"{type(model).__name__} has no nn.Linear classifier to replace")
+    parent, _, attr = names[-1].rpartition(".")
+    return (model.get_submodule(parent) if parent else model), attr
+
+
+class TransferNet(nn.Module):
+    """body (a copy of the source network with its classifier replaced by the identity) → new head.
+
+    `freeze(True)` stops gradients to the body's parameters and keeps its normalisation layers in eval
+    mode even while the model trains, so neither weights nor BatchNorm running statistics change."""
+
+    def __init__(self, source: nn.Module, num_classes: int):
+        super().__init__()
+        self.body = copy.deepcopy(source)
+        parent, attr = last_linear(self.body)
+        old_head = getattr(parent, attr)
+        setattr(parent, attr, nn.Identity())
+        # airbench multiplies its logits by 1/9; a new head learns from the plain pooled features instead
+        self.logit_scale = float(getattr(self.body, "scaling_factor", 1.0))
+        if hasattr(self.body, "scaling_factor"):
+            self.body.scaling_factor = 1.0
+        self.head = nn.Linear(old_head.in_features, num_classes, bias=old_head.bias is not None)
+        self.trainable = [p for p in self.body.parameters() if p.requires_grad]  # fixed layers stay fixed
+        self.frozen = False
+
+    def freeze(self, frozen: bool) -> None:
+        self.frozen = frozen
+        for p in self.trainable:
+            p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        if self.frozen:
+            self.body.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def as_classifier(self) -> nn.Module:
+        """The source architecture with the new head in its classifier's place (for save_classifier)."""
+        model = copy.deepcopy(self.body)
+        head = copy.deepcopy(self.head)
+        with torch.no_grad():
+            head.weight /= self.logit_scale
+            if head.bias is not None:
+                head.bias /= self.logit_scale
+        if hasattr(model, "scaling_factor"):
+            model.scaling_factor = self.logit_scale
+        parent, attr = last_linear_slot(model)
+        setattr(parent, attr, head)
+        return model.eval()
+
+
+def last_linear_slot(model: nn.Module) -> tuple[nn.Module, str]:
+    """Where `TransferNet` put its identity: the last nn.Identity that replaced a classifier."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Identity)]
+    parent, _, attr = names[-1].rpartition(".")
+    return (model.get_submodule(parent) if parent else model), attr
+
+
+class SideBySide(nn.Module):
+    """The variants as one module: one forward pass gives every variant's logits for the same batch."""
+
+    def __init__(self, nets: dict[str, TransferNet]):
+        super().__init__()
+        self.nets = nn.ModuleDict(nets)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: net(x) for name, net in self.nets.items()}
+
+
+# ----- the source model
+
+def check_state_dict(state: dict, expected: dict, what: str, hint: str) -> None:
+    """Raise a DojoError listing missing / unexpected keys and shape mismatches between two state dicts."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", mismatched)):
+        if keys:
+            problems.append(f"{len(keys)} {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    if problems:
+        raise DojoError(f"{what}: {'; '.join(problems)}. {hint}")
+
+
+def load_imagenet_model(path: str | Path, arch: str) -> nn.Module:
+    """torchvision's `arch` with the weights of a state-dict file (loaded with weights_only=True)."""
+    import torchvision
+
+    if arch not in TORCHVISION_ARCHS:
+        raise DojoError(f"imagenet_arch must be one of {', '.join(TORCHVISION_ARCHS)}, got {arch!r}")
+    path = Path(path).expanduser()
+    save_hint = (f"Create it where torchvision can download: torch.save(torchvision.models.{arch}(weights="
+                 f"'IMAGENET1K_V1').state_dict(), '{arch}.pth').")
+    if not path.is_file():
+        raise DojoError(f"imagenet_weights: {path} does not exist. {save_hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # not pickled objects: a damaged or foreign file
+            raise DojoError(f"imagenet_weights: {path} is not a loadable state dict (torch.load with "
+                            f"weights_only=True cannot read it: a damaged or foreign file?). {save_hint}") from None
+        raise DojoError(f"imagenet_weights: {path} holds Python objects other than tensors (a whole model saved "
+                        f"with torch.save(model)?), which weights_only loading refuses: save model.state_dict() "
+                        f"instead. {save_hint}") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same actionable message
+        raise DojoError(f"imagenet_weights: {path} is not a loadable state dict ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}). {save_hint}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DojoError(f"imagenet_weights: {path} holds a {type(state).__name__}, not a state dict of tensors "
+                        f"(save model.state_dict(), not the model). {save_hint}")
+    model = getattr(torchvision.models, arch)(weights=None)
+    check_state_dict(state, model.state_dict(), f"imagenet_weights: {path} does not fit torchvision {arch}",
+                     f"Set imagenet_arch to the file's architecture ({', '.join(TORCHVISION_ARCHS)}). {save_hint}")
+    model.load_state_dict(state)
+    return model
+
+
+@dataclasses.dataclass
+class Source:
+    """The pre-trained model and how to build the same architecture from scratch."""
+
+    model: nn.Module
+    fresh: nn.Module  # same architecture, random weights (variant a)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    description: dict
+    arch: str | None = None  # the dldojo architecture name (None: a torchvision model)
+    arch_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def find_source_run(runs_root: Path, preset: str) -> Path | None:
+    """The newest finished pretrain-cifar10 run whose preset ranks at least `preset` (best preset first)."""
+    rank = {name: i for i, name in enumerate(PRESETS)}
+    candidates = []
+    for summary in Path(runs_root).glob("pretrain-cifar10/*/summary.json"):
+        run_dir = summary.parent
+        run_preset = json.loads((run_dir / "config.json").read_text())["preset"]
+        if (run_dir / "classifier.json").exists() and rank.get(run_preset, -1) >= rank[preset]:
+            candidates.append((rank[run_preset], run_dir.name, run_dir))
+    return max(candidates)[2] if candidates else None
+
+
+def load_source(ctx: RunContext, cfg: TransferConfig) -> Source:
+    if cfg.imagenet_weights:
+        import torchvision
+
+        model = load_imagenet_model(cfg.imagenet_weights, cfg.imagenet_arch)
+        fresh = getattr(torchvision.models, cfg.imagenet_arch)(weights=None)
+        return Source(model, fresh, IMAGENET_MEAN, IMAGENET_STD,
+                      {"source": f"torchvision {cfg.imagenet_arch}, ImageNet weights", "path": cfg.imagenet_weights})
+    run_dir = Path(cfg.source_run) if cfg.source_run != "auto" else None
+    runs_root = ctx.run_dir.parent.parent
+    pretrain_seconds = 0.0
+    if run_dir is None:
+        run_dir = find_source_run(runs_root, cfg.source_preset)
+    if run_dir is None:  # nothing to re-use: pre-train now, as a run of its own
+        from dldojo.engine.launch import run_experiment
+
+        print(f"[dldojo] no finished pretrain-cifar10 run (preset >= {cfg.source_preset}) under {runs_root}: "
+              f"pre-training the source model first", flush=True)
+        summary = run_experiment("pretrain-cifar10", preset=cfg.source_preset, seed=ctx.seed, out=runs_root,
+                                 threads=torch.get_num_threads(), quiet=ctx.quiet)
+        run_dir, pretrain_seconds = Path(summary["run_dir"]), summary["wall_seconds"]
+        seed_everything(ctx.seed)  # the same initial weights whether the source was found or trained here
+    model, meta = common.load_classifier(run_dir)
+    fresh = archs.build_arch(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                             **meta["arch_kwargs"])
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return Source(model, fresh, tuple(meta["mean"]), tuple(meta["std"]), {
+        "source": f"{meta['arch']} {meta['arch_kwargs']} trained on {meta['dataset']} at {meta['image_size']} px",
+        "path": str(run_dir), "source_test_accuracy": summary.get("metrics", {}).get("test_accuracy"),
+        "source_wall_seconds": summary.get("wall_seconds"), "pre_trained_in_this_run": bool(pretrain_seconds)},
+        arch=meta["arch"], arch_kwargs=meta["arch_kwargs"])
+
+
+# ----- the four variants: what trains, at which rate, when
+
+def variant_groups(name: str, net: TransferNet, cfg: TransferConfig, total: int) -> tuple[list[dict], list]:
+    """Parameter groups (body, head) of one variant and each group's learning-rate factor per step."""
+    switch = int(round(cfg.freeze_fraction * total))
+
+    def factor(part: str):
+        if name == "scratch":
+            return lambda s: triangle(s, total)
+        if name == "frozen":
+            return lambda s: triangle(s, total) if part == "head" else 0.0
+        if name == "finetune":
+            return lambda s: triangle(s, total) * (cfg.backbone_lr_scale if part == "body" else 1.0)
+        # frozen_then_finetune: head alone until `switch`, then everything at the lower rates
+        return lambda s: ((triangle(s, switch) if part == "head" else 0.0) if s < switch else
+                          cfg.stage2_lr_scale * triangle(s - switch, total - switch)
+                          * (cfg.backbone_lr_scale if part == "body" else 1.0))
+
+    groups = [{"params": list(getattr(net, part).parameters()), "lr": cfg.lr, "variant": name, "part": part}
+              for part in ("body", "head")]
+    return groups, [factor(g["part"]) for g in groups]
+
+
+class Unfreeze:
+    """Variant (d)'s switch: unfreeze its body at `switch_step`. Checkpointed, so resume restores it."""
+
+    def __init__(self, net: TransferNet | None, switch_step: int):
+        self.net, self.switch_step, self.step = net, switch_step, 0
+
+    def on_step(self, step: int) -> None:
+        self.step = step
+        if self.net is not None and self.net.frozen != (step < self.switch_step):
+            self.net.freeze(step < self.switch_step)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.on_step(state["step"])
+
+
+def build_variants(source: Source, cfg: TransferConfig, num_classes: int) -> dict[str, TransferNet]:
+    nets = {}
+    for name in cfg.variants:
+        net = TransferNet(source.fresh if name == "scratch" else source.model, num_classes)
+        net.freeze(name in ("frozen", "frozen_then_finetune"))
+        nets[name] = net
+    return nets
+
+
+def images_per_second(net: TransferNet, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int = 3) -> float:
+    """Training throughput of one variant (forward + backward, on a copy so no weight changes)."""
+    net = copy.deepcopy(net).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+
+    def step():
+        with common.autocast(bf16):
+            loss = F.cross_entropy(net(x).float(), y)
+            torch.autograd.grad(loss, params)
+
+    step()  # warm-up (oneDNN picks its kernels on the first call)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
+    started = time.perf_counter()
+    source = load_source(ctx, cfg)
+    source_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    train, test = image_data.load("flowers")
+    train, test = train.head(cfg.train_subset, seed=1), test.head(cfg.test_subset, seed=2)
+    mean, std = torch.tensor(source.mean).view(1, 3, 1, 1), torch.tensor(source.std).view(1, 3, 1, 1)
+    bf16 = common.use_bf16(cfg.bf16)
+
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() / 255 - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
+    x_train = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW, 128 px
+    x_test = normalise(resize(torch.from_numpy(test.images).permute(0, 3, 1, 2), cfg.test_size or cfg.image_size))
+    y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
+    augment = v2.Compose([v2.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale, 1.0), antialias=True),
+                          v2.RandomHorizontalFlip()])
+
+    if isinstance(source.fresh, archs.AirbenchNet):  # its data-dependent first layer, from the flowers
+        source.fresh.init_whitening(normalise(resize(x_train[:2000], cfg.image_size)).contiguous())
+    nets = build_variants(source, cfg, len(train.classes))
+    steps_per_epoch = len(x_train) // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
+    total = math.ceil(cfg.epochs * steps_per_epoch)
+    groups, factors = [], []
+    for name, net in nets.items():
+        g, f = variant_groups(name, net, cfg, total)
+        groups, factors = groups + g, factors + f
+    model = SideBySide(nets)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+    unfreeze = Unfreeze(nets.get("frozen_then_finetune"), int(round(cfg.freeze_fraction * total)))
+
+    def loss_fn(net: nn.Module, batch) -> torch.Tensor:
+        x, y = batch
+        x = normalise(torch.stack([augment(image) for image in x]))  # the same crops for every variant
+        with common.autocast(bf16):
+            logits = net(x)
+        return sum(F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing) for out in logits.values())
+
+    def predict(net: nn.Module, tta: int) -> torch.Tensor:
+        return common.predict_logits(net, x_test, tta=tta, bf16=bf16, channels_last=cfg.channels_last)
+
+    def evaluate() -> dict[str, float]:
+        return {f"{name}_test_accuracy": common.accuracy(predict(net, 0), y_test) for name, net in nets.items()}
+
+    train_started = time.perf_counter()
+    fit(ctx, model, optimizer, (x_train, y_train), loss_fn, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        scheduler=scheduler, evaluate=evaluate, eval_every=cfg.eval_every, drop_last=True,
+        on_step=unfreeze.on_step, extra_state={"unfreeze": unfreeze})
+    train_seconds = time.perf_counter() - train_started
+
+    metrics, rows, logits = {}, [], {}
+    x_probe, y_probe = normalise(resize(x_train[:cfg.batch_size], cfg.image_size)), y_train[:cfg.batch_size]
+    for name, net in nets.items():
+        eval_started = time.perf_counter()
+        logits[name] = predict(net, cfg.tta)
+        eval_seconds = time.perf_counter() - eval_started
+        plain = common.accuracy(predict(net, 0), y_test)
+        metrics[f"{name}_test_accuracy"] = common.accuracy(logits[name], y_test)
+        metrics[f"{name}_train_images_per_second"] = images_per_second(net, x_probe, y_probe, bf16)
+        rows.append({"variant": name, "test accuracy": metrics[f"{name}_test_accuracy"],
+                     "test accuracy (no TTA)": plain,
+                     "curriculum (val, ImageNet models)": CURRICULUM[name][0] if name in CURRICULUM else "",
+                     "trainable parameters (last phase)": archs.count_params(net, trainable_only=True),
+                     "train images/s": metrics[f"{name}_train_images_per_second"],
+                     "test images/s (with TTA)": len(x_test) / eval_seconds})
+    best = max(nets, key=lambda name: metrics[f"{name}_test_accuracy"])
+    metrics.update({
+        "test_accuracy": metrics[f"{best}_test_accuracy"],
+        "train_seconds": train_seconds,
+        "train_images_per_second": total * cfg.batch_size * len(nets) / train_seconds,
+        "transfer_seconds": time.perf_counter() - started,
+        "source_seconds": source_seconds,
+        **({"source_test_accuracy": source.description["source_test_accuracy"]}
+           if source.description.get("source_test_accuracy") is not None else {}),
+    })
+    ctx.log(total, **{k: v for k, v in metrics.items() if k.endswith("test_accuracy")})
+    ctx.save_table("variants", rows, caption=f"flowers-5 test accuracy after {cfg.epochs:g} epochs "
+                   f"({total} steps of {cfg.batch_size}) for every variant; best: {best}")
+    ctx.save_table("source", [{"key": k, "value": v} for k, v in source.description.items()],
+                   caption="the pre-trained model")
+    learning_curves(ctx, nets)
+    ctx.save_weights(model.state_dict(), name="variants")
+    if source.arch is not None:  # a dldojo architecture: `load_classifier` (and `dldojo explain`) can rebuild it
+        common.save_classifier(ctx, nets[best].as_classifier(), arch=source.arch, arch_kwargs=source.arch_kwargs,
+                               num_classes=len(train.classes), in_channels=3, image_size=cfg.image_size,
+                               mean=source.mean, std=source.std, classes=train.classes, dataset="flowers")
+    common.report_classifier(ctx, test, logits[best], title=f"test, {best}")
+    return metrics
+
+
+def learning_curves(ctx: RunContext, nets: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    log = ctx.run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in nets:
+        points = [(r["epoch"], r[f"{name}_test_accuracy"]) for r in records if f"{name}_test_accuracy" in r
+                  and "epoch" in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=name)
+    ax.set(xlabel="epoch (flowers training set)", ylabel="test accuracy (no TTA)",
+           title="flowers-5: the four variants, same batches")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ctx.save_figure(fig, "learning_curves")
+
+
+# ============================================================================ presets and registration
+
+# pretrain-cifar10: airbench94 on CIFAR-10 at its native 32 px (classify.py's recipe). Full: 9.9 epochs at
+# batch 1024, as cifar10-airbench94 was (measured: 90.8 % in 21.8 min on 2 cores, see the notes).
+register(Experiment(
+    name="pretrain-cifar10",
+    topic="Transfer learning: the source model of transfer-flowers, supervised pre-training on CIFAR-10 "
+          "(airbench94)",
+    paper="Jordan 2024 (airbench, arXiv:2404.00498); Yosinski et al. 2014",
+    config_cls=classify.ClassifyConfig,
+    presets={"smoke": {**classify.SMOKE}, "quick": {"epochs": 2, "train_subset": 20000, "tta": 1},
+             "full": {"epochs": 9.9}},
+    run=lambda ctx, cfg: classify.run_classifier(ctx, cfg, "cifar10"),
+    metric="test_accuracy", direction="max", datasets=("cifar10",), family="vision",
+    references=(Reference(0.9401, "Jordan 2024, airbench94 (A100; mean of many runs)",
+                          "official CIFAR-10 pixels; here the JPEG (q75) copy"),),
+))
+
+TRANSFER_SMOKE = {"epochs": 1, "batch_size": 16, "train_subset": 64, "test_subset": 40, "image_size": 32,
+                  "eval_every": 1, "source_preset": "smoke"}
+register(Experiment(
+    name="transfer-flowers",
+    topic="Transfer learning: from scratch vs frozen backbone + new head vs fine-tuning vs frozen-then-"
+          "fine-tuning (LP-FT), flowers-5",
+    paper="Yosinski et al. 2014; Howard & Ruder 2018 (ULMFiT); Kumar et al. 2022 (LP-FT)",
+    config_cls=TransferConfig,
+    presets={"smoke": TRANSFER_SMOKE, "full": {},
+             "quick": {"epochs": 3, "image_size": 32, "eval_every": 1, "source_preset": "quick"}},
+    run=run_transfer, metric="test_accuracy", direction="max", datasets=("flowers", "cifar10"),
+    references=tuple(Reference(value, f"course material: {what} on flowers-5", "validation accuracy",
+                               metric=f"{name}_test_accuracy") for name, (value, what) in CURRICULUM.items()),
+    target=0.88, family="vision",
+))
