@@ -24,6 +24,7 @@ def test_triangle_schedule_hits_its_corners():
     assert values[0] == pytest.approx(0.2) and values[25] == pytest.approx(1.0) and values[100] == pytest.approx(0.05)
     assert all(a <= b for a, b in zip(values[:25], values[1:26]))  # rises to the peak
     assert all(a >= b for a, b in zip(values[25:], values[26:]))  # then falls
+    assert classify.triangle(total + 7, total, 0.2, 0.25, 0.05) == pytest.approx(0.05)  # and stays at the end
 
 
 def test_lookahead_pulls_weights_to_the_running_average():

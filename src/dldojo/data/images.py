@@ -139,9 +139,17 @@ class ImageSplit:
         return self.subset(np.sort(stratified_split(self.labels, n / len(self), seed)[1]))
 
 
+def as_uint8_tensor(images: np.ndarray) -> torch.Tensor:
+    """A NumPy array (often a read-only memory map of the cache) as a tensor, copied only when it must be:
+    torch cannot share memory it may not write to."""
+    if not (images.flags.writeable and images.flags.c_contiguous):
+        images = np.array(images, order="C")
+    return torch.from_numpy(images)
+
+
 def to_tensor(images: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1], then (x - mean) / std per channel if given."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    x = as_uint8_tensor(images).permute(0, 3, 1, 2).float().div_(255)
     if mean is not None:
         x = (x - torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)) / torch.as_tensor(
             std, dtype=torch.float32).view(1, -1, 1, 1)

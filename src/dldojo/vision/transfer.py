@@ -68,12 +68,9 @@ CURRICULUM = {"scratch": (0.393, "ResNet50 from scratch"),
               "frozen": (0.928, "frozen big pre-trained model + new head")}
 
 
-def triangle(step: int, total: int, peak_at: float = 0.2, start: float = 0.1) -> float:
-    """Learning-rate factor: `start` at step 0, 1 at peak_at·total, 0 at `total`."""
-    peak = max(1, int(peak_at * total))
-    if step <= peak:
-        return start + (1 - start) * step / peak
-    return max(0.0, 1 - (step - peak) / max(1, total - peak))
+def triangle(step: int, total: int) -> float:
+    """Learning-rate factor: 0.1 at step 0, 1 at 20 % of `total`, 0 at `total` (and after it)."""
+    return classify.triangle(step, total, start=0.1, peak_at=0.2, end=0.0)
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -419,8 +416,9 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
         x = (x.float() / 255 - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
-    x_train = torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW, 128 px
-    x_test = normalise(resize(torch.from_numpy(test.images).permute(0, 3, 1, 2), cfg.test_size or cfg.image_size))
+    x_train = image_data.as_uint8_tensor(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW, 128 px
+    x_test = image_data.as_uint8_tensor(test.images).permute(0, 3, 1, 2)
+    x_test = normalise(resize(x_test, cfg.test_size or cfg.image_size))
     y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
     augment = v2.Compose([v2.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale, 1.0), antialias=True),
                           v2.RandomHorizontalFlip()])
