@@ -287,8 +287,8 @@ CIFAR_REFS = {
 }
 
 # Per architecture: (topic detail, quick overrides, full overrides). Quick presets train on a subset
-# to stay within 2 minutes on 2 cores (sized from measured bf16 throughput, e.g. DenseNet-BC 34 train /
-# 64 test img/s, ResNet-20 645 / 2258); the slow networks also test on a subset without TTA.
+# to stay within 2 minutes on 2 cores, sized from measured bf16 throughput (e.g. DenseNet-BC 66 train /
+# 64 test img/s at batch 64, ResNet-20 645 / 2258 at 256); the slow networks test on a subset, no TTA.
 # Small batches give those one-epoch runs enough steps for BatchNorm's running statistics to settle
 # (measured at batch 256, 14-27 steps: EfficientNet / MobileNet v2 / ResNet-18 / ResNet-164 at chance).
 # Full presets are what the benchmark runs.
@@ -306,7 +306,7 @@ CIFAR_ARCHS = {
     "resnet20": ("ResNet-20 (basic blocks)",
                  {**CLASSIC, "epochs": 2, "train_subset": 20000}, {**CLASSIC, "epochs": 15}),
     "preact_resnet164": ("pre-activation ResNet-164 (bottleneck blocks)",
-                         {**CLASSIC, **HEAVY, "train_subset": 4000, "test_subset": 3000}, {**CLASSIC, "epochs": 5}),
+                         {**CLASSIC, **HEAVY, "train_subset": 7000, "test_subset": 3000}, {**CLASSIC, "epochs": 5}),
     "resnet18": ("ResNet-18 (basic blocks, CIFAR stem)",
                  {**CLASSIC, **HEAVY, "train_subset": 6000, "test_subset": 5000}, {**CLASSIC, "epochs": 5}),
     "wrn16_4": ("WideResNet-16-4",
@@ -317,7 +317,7 @@ CIFAR_ARCHS = {
     "mobilenet_v2": ("MobileNet v2 (inverted residuals, linear bottlenecks)",
                      {**CLASSIC, **HEAVY, "train_subset": 7000, "test_subset": 5000}, {**CLASSIC, "epochs": 8}),
     "densenet_bc_100_12": ("DenseNet-BC (L=100, k=12)",
-                           {**CLASSIC, **HEAVY, "train_subset": 2400, "test_subset": 1000}, {**CLASSIC, "epochs": 5}),
+                           {**CLASSIC, **HEAVY, "train_subset": 4800, "test_subset": 1000}, {**CLASSIC, "epochs": 5}),
     "efficientnet_b0": ("EfficientNet-B0 (MBConv + squeeze-excitation)",
                         {**CLASSIC, **HEAVY, "train_subset": 3600, "test_subset": 3000}, {**CLASSIC, "epochs": 5}),
 }
