@@ -54,6 +54,21 @@ def experiments_table() -> str:
     return "\n".join(rows)
 
 
+def throughput_table() -> str:
+    """Image classifiers: training images/second on this machine, from every results file that has it."""
+    rows = ["| result | preset | params | MACs / image | train img/s | test accuracy | wall s | threads | commit |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in result_files():
+        r = json.loads(path.read_text())
+        m = r["runs"][0]["metrics"]
+        if "train_images_per_second" not in m or "params" not in m:
+            continue
+        rows.append(f"| {r['tag']} | {r['preset']} | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.0f} M | "
+                    f"{m['train_images_per_second']:.0f} | {m['test_accuracy']:.4f} | {r['wall_seconds_max']:.1f} | "
+                    f"{r['threads']} | {r['commit']} |")
+    return "\n".join(rows)
+
+
 def replace_block(text: str, name: str, content: str) -> str:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     head, rest = text.split(start, 1)
@@ -64,6 +79,7 @@ def replace_block(text: str, name: str, content: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = replace_block(readme.read_text(), "results", table())
+    text = replace_block(text, "throughput", throughput_table())
     readme.write_text(replace_block(text, "experiments", experiments_table()))
     print("README.md tables updated")
 
