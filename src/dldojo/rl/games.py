@@ -19,30 +19,32 @@ The batched tree search (`mcts.py`) needs the same rules for many boards at once
 
 from __future__ import annotations
 
+import abc
 import random
 
 import numpy as np
 
 
-class Game:
-    """A two-player, zero-sum, perfect-information game with a fixed set of `action_size` moves."""
+class Game(abc.ABC):
+    """A two-player, zero-sum, perfect-information game with a fixed set of `action_size` moves.
+    The abstract methods are the rules a concrete game supplies (`LineGame` does, for all three games)."""
 
     name: str
     rows: int
     cols: int
     action_size: int
 
+    @abc.abstractmethod
     def initial(self) -> np.ndarray:
         """The empty board (first player to move)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def legal_mask(self, board: np.ndarray) -> np.ndarray:
         """Boolean [action_size]: which moves are legal for the player to move."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, board: np.ndarray, action: int) -> tuple[np.ndarray, bool, float]:
         """Play `action`; returns (next board in the next player's canonical form, done, reward for the mover)."""
-        raise NotImplementedError
 
     def encode(self, boards: np.ndarray) -> np.ndarray:
         """Network input planes [B, 3, rows, cols]: own stones, opponent stones, side to move."""
@@ -54,33 +56,33 @@ class Game:
         planes[:, 2] = first_to_move[:, None, None]
         return planes
 
+    @abc.abstractmethod
     def legal_masks(self, boards: np.ndarray) -> np.ndarray:
         """Vectorised `legal_mask`: boards [N, rows, cols] -> bool [N, action_size]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step_batch(self, boards: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vectorised `step`: boards [N, rows, cols], actions [N] -> (boards', done [N], reward [N])."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def symmetries(self, board: np.ndarray, pi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(board, policy) pairs equivalent under the board's symmetries, for data augmentation."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rollout(self, board: np.ndarray, rng: random.Random) -> float:
         """Play uniformly random moves to the end; the result for the player to move at `board` (+1/0/-1)."""
-        raise NotImplementedError
 
     def first_to_move(self, board: np.ndarray) -> bool:
         """True when the player to move is the first player (X / red)."""
         return np.count_nonzero(board) % 2 == 0
 
+    @abc.abstractmethod
     def render(self, board: np.ndarray) -> str:
         """The board as text with absolute colours (X moves first, O second)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def parse_move(self, text: str) -> int | None:
         """A human's move (1-based cell or column) -> action index, or None if it is not a move name."""
-        raise NotImplementedError
 
     def move_name(self, action: int) -> str:
         """The 1-based name a human types for `action`."""
