@@ -65,6 +65,11 @@ def test_parameter_groups_scale_norm_lr_and_keep_decay_per_step():
     assert len(norm["params"]) + len(other["params"]) == len(list(model.parameters()))
 
 
+def test_whitening_eps_must_be_positive():
+    with pytest.raises(DojoError, match="whiten_eps must be > 0"):
+        classify.ClassifyConfig(whiten_eps=0.0).validate()
+
+
 def test_unknown_architecture_is_a_clear_error(synthetic_data):
     with pytest.raises(DojoError, match="unknown architecture 'resnet21'.*resnet20"):
         run_experiment("cifar10-resnet20", preset="smoke", sets=["arch=resnet21"], quiet=True)

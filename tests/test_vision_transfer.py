@@ -110,11 +110,30 @@ def test_frozen_then_finetune_switches_at_the_configured_step():
     assert not resumed.frozen and all(p.requires_grad for p in resumed.trainable)
 
 
-def test_transfer_net_back_to_a_classifier_gives_the_same_logits():
+@pytest.mark.parametrize("head_norm", [True, False])
+def test_transfer_net_back_to_a_classifier_gives_the_same_logits(head_norm):
     source = archs.build_arch("airbench93", num_classes=10)  # the one with a 1/9 logit scale and no head bias
-    net = transfer.TransferNet(source, num_classes=5).eval()
+    net = transfer.TransferNet(source, num_classes=5, head_norm=head_norm)
+    with torch.no_grad():
+        net.train()(torch.randn(16, 3, 32, 32) * 3 + 1)  # running statistics far from (0, 1)
+    net.eval()
+    if head_norm:
+        assert net.head_norm.running_mean.abs().max() > 0.1
     x = torch.randn(4, 3, 32, 32)
-    torch.testing.assert_close(net.as_classifier()(x), net(x))
+    classifier = net.as_classifier()
+    torch.testing.assert_close(classifier(x), net(x))
+    # the folded head needs a bias, which the saved arch_kwargs ask for: it loads into a fresh network
+    fresh = archs.build_arch("airbench93", num_classes=5, head_bias=head_norm)
+    fresh.load_state_dict(classifier.state_dict())
+    torch.testing.assert_close(fresh.eval()(x), net(x))
+
+
+def test_head_norm_standardises_the_features_the_head_sees():
+    source = archs.build_arch("airbench93", num_classes=10)
+    net = transfer.TransferNet(source, num_classes=5).train()
+    features = net.head_norm(net.body(torch.randn(64, 3, 32, 32) + 2))
+    torch.testing.assert_close(features.mean(0), torch.zeros(features.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(features.var(0, unbiased=False), torch.ones(features.shape[1]), atol=1e-2, rtol=0)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
@@ -210,6 +229,11 @@ def test_bad_variant_names_are_rejected(synthetic_data):
         run_experiment("transfer-flowers", preset="smoke", sets=["variants=scratch,finetuned"], quiet=True)
 
 
+def test_cutmix_must_be_a_probability():
+    with pytest.raises(DojoError, match="cutmix is a probability"):
+        transfer.TransferConfig(cutmix=1.5).validate()
+
+
 def test_real_flowers_a_cifar_source_beats_chance_after_a_few_epochs(real_data):
     # a small airbench pre-trained for two epochs on 4,000 CIFAR-10 images, then two variants for a few
     # epochs on 1,200 flowers at 32 px: both must learn (chance is 0.24, the largest class).
@@ -224,3 +248,18 @@ def test_real_flowers_a_cifar_source_beats_chance_after_a_few_epochs(real_data):
                                    "lr=0.05"])
     metrics = summary["metrics"]
     assert metrics["finetune_test_accuracy"] > 0.45 and metrics["scratch_test_accuracy"] > 0.4, metrics
+
+
+def test_cut_mix_pastes_one_box_and_weighs_labels_by_its_area():
+    torch.manual_seed(0)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16).contiguous()  # image i is constant i
+    untouched, order, keep = transfer.cut_mix(x, probability=0.0)
+    assert untouched is x and order is None and keep == 1.0
+    mixed, order, keep = transfer.cut_mix(x, probability=1.0)
+    for i in range(4):
+        pasted = (mixed[i] != i).float().mean().item()  # where image i now shows image order[i]
+        if order[i] != i:
+            assert pasted == pytest.approx(1 - keep)
+        assert set(mixed[i].unique().tolist()) <= {float(i), float(order[i])}
+    assert 0 <= keep <= 1
+    assert torch.equal(x, torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16))  # input not modified

@@ -902,7 +902,7 @@ class AirbenchNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256),
-                 whiten_kernel: int = 2, scaling_factor: float = 1 / 9):
+                 whiten_kernel: int = 2, scaling_factor: float = 1 / 9, head_bias: bool = False):
         super().__init__()
         whiten_width = 2 * in_channels * whiten_kernel**2
         self.whiten = nn.Conv2d(in_channels, whiten_width, whiten_kernel, padding=0, bias=True)
@@ -911,7 +911,7 @@ class AirbenchNet(nn.Module):
         self.activ = nn.GELU()
         chans = [whiten_width, *widths]
         self.groups = nn.Sequential(*[AirbenchConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
-        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        self.head = nn.Linear(widths[-1], num_classes, bias=head_bias)  # a bias: transfer's folded head
         self.scaling_factor = scaling_factor
 
     @torch.no_grad()

@@ -80,6 +80,9 @@ class ClassifyConfig:
     """Lookahead weight averaging every 5 steps after `lookahead_start_epoch` (EMA decay 0.95⁵·(t/T)³)."""
     lookahead_start_epoch: int = 3
     """First epoch with weight averaging."""
+    whiten_eps: float = 5e-4
+    """ε in the whitening filters W = Λ^(-1/2) Vᵀ → (Λ + ε)^(-1/2) Vᵀ (airbench archs only): caps the gain of
+    near-constant patch directions."""
     whiten_bias_epochs: int = 3
     """Epochs during which the whitening layer's bias trains (airbench archs only); frozen after."""
     translate: int = 2
@@ -112,6 +115,8 @@ class ClassifyConfig:
             raise DojoError(f"lr_peak_at must be in (0, 1], got {self.lr_peak_at}")
         if self.tta not in (0, 1, 2):
             raise DojoError(f"tta must be 0, 1 or 2, got {self.tta}")
+        if not self.whiten_eps > 0:
+            raise DojoError(f"whiten_eps must be > 0, got {self.whiten_eps}")
         if self.translate < 0:
             raise DojoError(f"translate must be >= 0, got {self.translate}")
 
@@ -200,7 +205,8 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
     model = archs.build_arch(cfg.arch, num_classes=n_classes, in_channels=in_channels)
     info = common.model_table(ctx, model, cfg.arch, (in_channels, image_size, image_size))
     if isinstance(model, archs.AirbenchNet):  # 5,000 random training images (the split is sorted by class)
-        model.init_whitening(x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(ctx.seed))[:5000]])
+        model.init_whitening(x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(ctx.seed))[:5000]],
+                             eps=cfg.whiten_eps)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
 

@@ -18,7 +18,11 @@ The four variants, trained side by side on the same augmented batches for the sa
     (c) finetune              θ = θ_source, head at η, body at η_body = s·η (discriminative rates)
     (d) frozen_then_finetune  (b) for the first f·T steps, then (c) with every rate × r (LP-FT)
 Each learning rate follows a triangle (warm-up to the peak at 20 % of its steps, linear decay to 0);
-loss: cross-entropy with label smoothing ε, SGD with Nesterov momentum and weight decay.
+loss: cross-entropy with label smoothing ε, SGD with Nesterov momentum and weight decay. The new head is
+W·(f − μ_B)/σ_B + b on the pooled features f (BatchNorm without affine, as in He et al. 2022's MAE linear
+probe): the features of a ReLU/GELU network are all positive, and their uncentred second moment has one
+huge eigenvalue (the mean direction) that makes plain SGD on W unstable at useful learning rates.
+Optional CutMix (Yun et al. 2019): a box of a shuffled batch pasted in, loss λ·CE(y) + (1 − λ)·CE(y').
 
 The source. ImageNet weights cannot be downloaded here, so `pretrain-cifar10` trains one: airbench94
 (Jordan 2024) on CIFAR-10's 50,000 images of 32 px with classify.py's recipe. The network is fully
@@ -121,6 +125,12 @@ class TransferConfig:
     """Label smoothing ε of the cross-entropy targets."""
     crop_scale: float = 0.25
     """RandomResizedCrop: the smallest fraction of the image area a training crop covers."""
+    head_norm: bool = True
+    """Standardise the pooled features before the new head (BatchNorm without affine, folded into the
+    head when the classifier is saved); off = the head sees the raw features."""
+    cutmix: float = 0.0
+    """Probability that a batch is CutMixed (Yun et al. 2019): a random box from a shuffled copy of the
+    batch is pasted in, and the loss weighs both labels by area. 0 = off."""
     tta: int = 2
     """Test-time augmentation: 0 none, 1 + mirror, 2 + one-pixel shifts."""
     variants: tuple[str, ...] = VARIANTS
@@ -145,6 +155,10 @@ class TransferConfig:
             raise DojoError("need lr > 0, backbone_lr_scale >= 0 and stage2_lr_scale > 0")
         if not 0 < self.freeze_fraction < 1:
             raise DojoError(f"freeze_fraction must be in (0, 1), got {self.freeze_fraction}")
+        if self.head_norm and self.batch_size < 2:
+            raise DojoError("head_norm standardises features over the batch: use batch_size >= 2 or head_norm=false")
+        if not 0 <= self.cutmix <= 1:
+            raise DojoError(f"cutmix is a probability in [0, 1], got {self.cutmix}")
         if not 0 < self.crop_scale <= 1 or not 0 <= self.label_smoothing < 1 or self.tta not in (0, 1, 2):
             raise DojoError("need 0 < crop_scale <= 1, 0 <= label_smoothing < 1 and tta in 0, 1, 2")
 
@@ -166,7 +180,7 @@ class TransferNet(nn.Module):
     `freeze(True)` stops gradients to the body's parameters and keeps its normalisation layers in eval
     mode even while the model trains, so neither weights nor BatchNorm running statistics change."""
 
-    def __init__(self, source: nn.Module, num_classes: int):
+    def __init__(self, source: nn.Module, num_classes: int, head_norm: bool = True):
         super().__init__()
         self.body = copy.deepcopy(source)
         parent, attr = last_linear(self.body)
@@ -176,7 +190,11 @@ class TransferNet(nn.Module):
         self.logit_scale = float(getattr(self.body, "scaling_factor", 1.0))
         if hasattr(self.body, "scaling_factor"):
             self.body.scaling_factor = 1.0
-        self.head = nn.Linear(old_head.in_features, num_classes, bias=old_head.bias is not None)
+        # Pooled ReLU/GELU features are all positive: their mean direction dominates E[f fᵀ] (airbench on
+        # flowers: top eigenvalue 624 uncentred vs 36 centred), which makes SGD on the head unstable at the
+        # usual rates. Standardising them first (BatchNorm without affine, as MAE's linear probe) fixes it.
+        self.head_norm = nn.BatchNorm1d(old_head.in_features, affine=False) if head_norm else nn.Identity()
+        self.head = nn.Linear(old_head.in_features, num_classes, bias=head_norm or old_head.bias is not None)
         self.trainable = [p for p in self.body.parameters() if p.requires_grad]  # fixed layers stay fixed
         self.frozen = False
 
@@ -193,13 +211,20 @@ class TransferNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.head_norm(self.body(x)))
 
     def as_classifier(self) -> nn.Module:
-        """The source architecture with the new head in its classifier's place (for save_classifier)."""
+        """The source architecture with the new head in its classifier's place (for save_classifier).
+
+        The head's normalisation is folded into its weights (its running statistics μ, σ² fixed):
+        W (f − μ)/√(σ² + ε) + b = W' f + b' with W' = W / √(σ² + ε), b' = b − W' μ."""
         model = copy.deepcopy(self.body)
         head = copy.deepcopy(self.head)
         with torch.no_grad():
+            if isinstance(self.head_norm, nn.BatchNorm1d):
+                scale = torch.rsqrt(self.head_norm.running_var + self.head_norm.eps)
+                head.weight.mul_(scale)
+                head.bias.sub_(head.weight @ self.head_norm.running_mean)
             head.weight /= self.logit_scale
             if head.bias is not None:
                 head.bias /= self.logit_scale
@@ -380,10 +405,30 @@ class Unfreeze:
 def build_variants(source: Source, cfg: TransferConfig, num_classes: int) -> dict[str, TransferNet]:
     nets = {}
     for name in cfg.variants:
-        net = TransferNet(source.fresh if name == "scratch" else source.model, num_classes)
+        net = TransferNet(source.fresh if name == "scratch" else source.model, num_classes, head_norm=cfg.head_norm)
         net.freeze(name in ("frozen", "frozen_then_finetune"))
         nets[name] = net
     return nets
+
+
+def cut_mix(x: torch.Tensor, probability: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """CutMix (Yun et al. 2019): with `probability`, paste a box of a shuffled copy of the batch into it.
+
+    The box has area fraction 1 − λ with λ ~ U(0, 1) (Beta(1, 1)); it returns (images, the pasted images'
+    batch order, λ adjusted to the box actually cut), so the loss is λ·CE(y) + (1 − λ)·CE(y[order]).
+    Returns (x, None, 1.0) for batches that are not mixed."""
+    if probability <= 0 or torch.rand(()) >= probability:
+        return x, None, 1.0
+    h, w = x.shape[-2:]
+    lam = float(torch.rand(()))
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    order = torch.randperm(len(x))
+    x = x.clone()
+    x[..., top:bottom, left:right] = x[order][..., top:bottom, left:right]
+    return x, order, 1 - (bottom - top) * (right - left) / (h * w)
 
 
 def images_per_second(net: TransferNet, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int = 3) -> float:
@@ -446,9 +491,16 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
     def loss_fn(net: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         x = normalise(torch.stack([augment(image) for image in x]))  # the same crops for every variant
+        x, order, keep = cut_mix(x, cfg.cutmix)
         with common.autocast(bf16):
             logits = net(x)
-        return sum(F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing) for out in logits.values())
+
+        def ce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(out.float(), target, label_smoothing=cfg.label_smoothing)
+
+        if order is None:
+            return sum(ce(out, y) for out in logits.values())
+        return sum(keep * ce(out, y) + (1 - keep) * ce(out, y[order]) for out in logits.values())
 
     def predict(net: nn.Module, tta: int) -> torch.Tensor:
         return common.predict_logits(net, x_test, tta=tta, bf16=bf16, channels_last=cfg.channels_last)
@@ -495,7 +547,9 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
     learning_curves(ctx, nets)
     ctx.save_weights(model.state_dict(), name="variants")
     if source.arch is not None:  # a dldojo architecture: `load_classifier` (and `dldojo explain`) can rebuild it
-        common.save_classifier(ctx, nets[best].as_classifier(), arch=source.arch, arch_kwargs=source.arch_kwargs,
+        arch_kwargs = {**source.arch_kwargs, **({"head_bias": True} if isinstance(source.fresh, archs.AirbenchNet)
+                                                 and cfg.head_norm else {})}  # the folded head has a bias
+        common.save_classifier(ctx, nets[best].as_classifier(), arch=source.arch, arch_kwargs=arch_kwargs,
                                num_classes=len(train.classes), in_channels=3, image_size=cfg.image_size,
                                mean=source.mean, std=source.std, classes=train.classes, dataset="flowers")
     common.report_classifier(ctx, test, logits[best], title=f"test, {best}")
