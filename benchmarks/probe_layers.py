@@ -76,9 +76,9 @@ def main() -> None:
     f_test, f_test_mirror = group_features(model, x_test), group_features(model, x_test.flip(-1))
     print(f"features in {time.time() - started:.0f} s; widths {({k: v.shape[1] for k, v in f_train.items()})}")
     for groups in ([2], [1], [0], [1, 2], [0, 1, 2]):
-        cat = lambda f: torch.cat([f[g] for g in groups], 1)  # noqa: E731
-        accuracies = {wd: round(probe(cat(f_train), y_train, [cat(f_test), cat(f_test_mirror)], y_test, wd), 3)
-                      for wd in (1e-4, 1e-3, 1e-2)}
+        train_f = torch.cat([f_train[g] for g in groups], 1)
+        test_views = [torch.cat([f[g] for g in groups], 1) for f in (f_test, f_test_mirror)]
+        accuracies = {wd: round(probe(train_f, y_train, test_views, y_test, wd), 3) for wd in (1e-4, 1e-3, 1e-2)}
         print(f"conv groups {groups}: test accuracy by wd {accuracies}")
 
 

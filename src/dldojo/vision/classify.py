@@ -205,8 +205,8 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
     model = archs.build_arch(cfg.arch, num_classes=n_classes, in_channels=in_channels)
     info = common.model_table(ctx, model, cfg.arch, (in_channels, image_size, image_size))
     if isinstance(model, archs.AirbenchNet):  # 5,000 random training images (the split is sorted by class)
-        model.init_whitening(x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(ctx.seed))[:5000]],
-                             eps=cfg.whiten_eps)
+        sample = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(ctx.seed))[:5000]
+        model.init_whitening(x_train[sample], eps=cfg.whiten_eps)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
