@@ -136,6 +136,35 @@ def test_head_norm_standardises_the_features_the_head_sees():
     torch.testing.assert_close(features.var(0, unbiased=False), torch.ones(features.shape[1]), atol=1e-2, rtol=0)
 
 
+def test_multi_layer_head_reads_every_stage_pooled():
+    source = archs.build_arch("airbench93", num_classes=10).eval()
+    net = transfer.TransferNet(source, num_classes=5, head_layers="all").eval()
+    assert net.stages == ["groups.0", "groups.1", "groups.2"]
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():  # the same features written out by hand: whiten → GELU → each group, pooled
+        h, expected = net.body.activ(net.body.whiten(x)), []
+        for group in net.body.groups:
+            h = group(h)
+            expected += [h.amax((2, 3)), h.mean((2, 3))]
+        expected = torch.cat(expected, 1)
+        torch.testing.assert_close(transfer.pooled_stages(net.body, net.stages, x), expected)
+        torch.testing.assert_close(net(x), net.head(net.head_norm(expected)))
+    assert net.head.in_features == 2 * (64 + 128 + 128)
+    # the forward hooks are gone after each pass, so copies and the source carry none
+    assert not any(m._forward_hooks for m in net.modules())
+    with pytest.raises(DojoError, match="multi-layer head"):
+        net.as_classifier()
+
+
+@pytest.mark.parametrize("arch, stages", [("resnet20", 3), ("mobilenet_v2", 4), ("densenet_bc_100_12", 3)])
+def test_multi_layer_head_finds_the_stages_of_other_sources(arch, stages):
+    net = transfer.TransferNet(archs.build_arch(arch, num_classes=10), num_classes=5, head_layers="all")
+    assert len(net.stages) == stages
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    with pytest.raises(DojoError, match="multi_layer_head"):
+        transfer.stage_names(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10)))
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
 def test_imagenet_weights_load_into_torchvision_model(tmp_path, arch):
     reference = getattr(torchvision.models, arch)(weights=None)
@@ -190,6 +219,7 @@ def test_smoke_run_pretrains_a_source_once_and_then_reuses_it(synthetic_data):
     for name in transfer.VARIANTS:
         assert 0 <= metrics[f"{name}_test_accuracy"] <= 1 and metrics[f"{name}_train_images_per_second"] > 0
     assert metrics["test_accuracy"] == max(metrics[f"{n}_test_accuracy"] for n in transfer.VARIANTS)
+    assert 0 <= metrics["ensemble_test_accuracy"] <= 1
     run_dir = Path(first["run_dir"])
     assert (run_dir / "figures" / "learning_curves.png").exists()
     frozen_body = {k.removeprefix("nets.frozen.body."): v for k, v in load_weights(run_dir, "variants").items()
@@ -263,3 +293,20 @@ def test_cut_mix_pastes_one_box_and_weighs_labels_by_its_area():
         assert set(mixed[i].unique().tolist()) <= {float(i), float(order[i])}
     assert 0 <= keep <= 1
     assert torch.equal(x, torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16))  # input not modified
+
+
+def test_by_default_only_the_frozen_variant_reads_every_stage():
+    cfg = transfer.TransferConfig()
+    nets = transfer.build_variants(small_source(), cfg, num_classes=5)
+    assert [name for name, net in nets.items() if net.stages] == ["frozen"]
+    assert nets["frozen"].stages == ["stages.0", "stages.1", "stages.2"]
+    with pytest.raises(DojoError, match="multi_layer_head takes variants"):
+        transfer.TransferConfig(multi_layer_head=("frozen", "fine-tune")).validate()
+
+
+def test_a_run_whose_only_variant_has_a_multi_layer_head_saves_no_classifier(synthetic_data):
+    summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False,
+                             sets=["variants=frozen"])
+    assert 0 <= summary["metrics"]["frozen_test_accuracy"] <= 1 and "ensemble_test_accuracy" not in summary["metrics"]
+    assert not (Path(summary["run_dir"]) / "classifier.json").exists()
+    assert any(k.startswith("nets.frozen.head.") for k in load_weights(summary["run_dir"], "variants"))
