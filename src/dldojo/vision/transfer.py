@@ -41,8 +41,9 @@ References: the curriculum's flowers-5 comparison — ResNet50 from scratch 0.39
 ResNet50 fine-tuned 0.768, a frozen big pre-trained model 0.928 (validation accuracy) — and the issue's
 target, 0.88 test accuracy for the best variant. Without ImageNet, the source here has seen 50,000 tiny
 pictures of ten unrelated classes: in the measured runs (results/transfer-flowers-notes.md) fine-tuning
-it beat training from scratch by 0.02-0.10, freezing it was the worst variant, and the best (fine-tuning,
-full preset) reached 0.745-0.752 — short of the 0.88 target.
+it beat training from scratch by 0.01-0.10, freezing it was the worst variant (0.59 with the last layer,
+0.70 with every stage), and the best variant (fine-tuning or LP-FT, full preset, two seeds) reached
+0.751-0.753 (the ensemble of the four 0.766-0.771) — short of the 0.88 target.
 """
 
 from __future__ import annotations
