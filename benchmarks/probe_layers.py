@@ -22,15 +22,13 @@ from dldojo.vision import archs, common, transfer
 
 
 def group_features(model: archs.AirbenchNet, x: torch.Tensor) -> dict[int, torch.Tensor]:
-    out: dict[int, list[torch.Tensor]] = {}
+    """[max-pool, average-pool] of each conv group's output, per group (transfer's multi-layer head input)."""
+    names = transfer.stage_names(model)
+    widths = [2 * group.conv2.out_channels for group in model.groups]
     with torch.no_grad():
-        for start in range(0, len(x), 500):
-            h = model.activ(model.whiten(x[start:start + 500]))
-            for i, group in enumerate(model.groups):
-                h = group(h)
-                pooled = [F.adaptive_max_pool2d(h, 1).flatten(1), F.adaptive_avg_pool2d(h, 1).flatten(1)]
-                out.setdefault(i, []).append(torch.cat(pooled, 1))
-    return {i: torch.cat(parts) for i, parts in out.items()}
+        pooled = torch.cat([transfer.pooled_stages(model, names, x[start:start + 500])
+                            for start in range(0, len(x), 500)])
+    return dict(enumerate(pooled.split(widths, dim=1)))
 
 
 def probe(train_f, y_train, test_views, y_test, wd: float) -> float:

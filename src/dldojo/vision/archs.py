@@ -49,10 +49,11 @@ one MAC is two FLOPs).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -797,6 +798,18 @@ def compound_scaling(
 # ============================================================================ cost: parameters, MACs
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the model is in eval mode (BatchNorm uses its running statistics and does not update
+    them, no dropout); afterwards it is back in the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (BN's running statistics are buffers, not parameters, so not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -831,16 +844,13 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
-    was_training = model.training
     parameter = next(model.parameters(), None)
-    try:
-        model.eval()  # no BN statistics update, no dropout / stochastic depth: a pure measurement
-        with torch.no_grad():
+    try:  # eval: no BN statistics update, no dropout / stochastic depth: a pure measurement
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(input_shape, device=parameter.device if parameter is not None else None))
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return total_macs
 
 

@@ -56,18 +56,16 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000,
                    bf16: bool = False, channels_last: bool = False, with_plain: bool = False):
     """Logits of `x` in eval mode, in batches, with test-time augmentation level `tta`
     (`with_plain`: also the logits without augmentation, from the same passes)."""
-    was_training = model.training
-    model.eval()
     outs, plains = [], []
-    for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast(bf16):
-            logits, plain = predict_tta(model, batch, tta, mirror, with_plain=True)
-        outs.append(logits)
-        plains.append(plain)
-    model.train(was_training)
+    with archs.eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(bf16):
+                logits, plain = predict_tta(model, batch, tta, mirror, with_plain=True)
+            outs.append(logits)
+            plains.append(plain)
     return (torch.cat(outs), torch.cat(plains)) if with_plain else torch.cat(outs)
 
 

@@ -198,16 +198,12 @@ def stage_names(model: nn.Module) -> list[str]:
     if all(hasattr(model, f"layer{i}") for i in range(1, 5)):
         return [f"layer{i}" for i in range(1, 5)]
     if isinstance(getattr(model, "features", None), nn.Sequential):
-        sizes = {}
-        with torch.no_grad():
-            x = torch.zeros(1, 3, 64, 64)
-            was_training = model.training
-            model.eval()
+        sizes, x = {}, torch.zeros(1, 3, 64, 64)
+        with archs.eval_mode(model), torch.no_grad():
             for i, module in enumerate(model.features):
                 x = module(x)
                 if x.dim() == 4:
                     sizes[x.shape[-1]] = f"features.{i}"  # the last module at each resolution wins
-            model.train(was_training)
         return list(sizes.values())
     raise DojoError(f"a multi-layer head does not know the stages of {type(model).__name__}: leave its variant out "
                     "of multi_layer_head (--set multi_layer_head= for none)")
@@ -252,10 +248,8 @@ class TransferNet(nn.Module):
         in_features = old_head.in_features
         self.stages = stage_names(self.body) if head_layers == "all" else []
         if self.stages:
-            was_training = self.body.training
-            with torch.no_grad():
-                in_features = pooled_stages(self.body.eval(), self.stages, torch.zeros(1, 3, 64, 64)).shape[1]
-            self.body.train(was_training)
+            with archs.eval_mode(self.body), torch.no_grad():
+                in_features = pooled_stages(self.body, self.stages, torch.zeros(1, 3, 64, 64)).shape[1]
         self.head_norm = nn.BatchNorm1d(in_features, affine=False) if head_norm else nn.Identity()
         self.head = nn.Linear(in_features, num_classes, bias=head_norm or old_head.bias is not None)
         self.trainable = [p for p in self.body.parameters() if p.requires_grad]  # fixed layers stay fixed
