@@ -8,7 +8,9 @@ directory that `transfer-flowers --set source_run=OUT` takes. NT-Xent loss over 
     loss_i = −log exp(sim(z_i, z_j)/τ) / Σ_{k≠i} exp(sim(z_i, z_k)/τ),   j = the other view of i's image,
 
 z = a 2-layer MLP projection of the body's pooled features, sim = cosine. SGD (Nesterov) with a cosine
-schedule fitted to a wall-time budget (measured from the first five steps).
+schedule fitted to a wall-time budget (measured from the first five steps). The views come from
+`augment.contrastive_views`, one batched call per step (per-image torchvision calls cost ~0.5 s of a
+~3 s step).
 
     DLDOJO_DATA=../shared/data python benchmarks/simclr_flowers.py runs/bench/pretrain-cifar10/<run> \\
         runs/pilot/simclr-flowers --minutes 12
@@ -25,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
-from torchvision.transforms import v2
 
 from dldojo.data import images as image_data
-from dldojo.vision import archs, common, transfer
+from dldojo.vision import archs, augment, common, transfer
 
 
 def nt_xent(z: torch.Tensor, tau: float) -> torch.Tensor:
@@ -65,12 +66,9 @@ def main() -> None:
     width = getattr(parent, attr).in_features
     projector = nn.Sequential(nn.Linear(width, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 128))
     net = nn.Sequential(body, projector).to(memory_format=torch.channels_last).train()
-    augment = v2.Compose([v2.RandomResizedCrop(args.image_size, scale=(0.2, 1.0), antialias=True),
-                          v2.RandomHorizontalFlip(), v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                          v2.RandomGrayscale(0.2)])
 
     def views(batch: torch.Tensor) -> torch.Tensor:
-        x = (torch.stack([augment(image) for image in batch]).float() / 255 - mean) / std
+        x = (augment.contrastive_views(batch, args.image_size) - mean) / std
         return x.contiguous(memory_format=torch.channels_last)
 
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=args.lr, momentum=0.9,

@@ -60,3 +60,62 @@ def test_tta_levels_average_the_right_views():
     torch.testing.assert_close(augment.predict_tta(model, x, 2, mirror=False), no_mirror)
     logits, plain = augment.predict_tta(model, x, 2, with_plain=True)
     torch.testing.assert_close(plain, model(x))
+
+
+def test_colour_jitter_equals_torchvision_brightness_contrast_saturation_per_image():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 9, 11)
+    b, c, s = torch.rand(6) + 0.5, torch.rand(6) + 0.5, torch.rand(6) + 0.5
+    out = augment.colour_jitter(x, b, c, s, torch.zeros(6))
+    for i in range(len(x)):
+        expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], b[i].item()), c[i].item()),
+                                        s[i].item())
+        torch.testing.assert_close(out[i], expected, rtol=0, atol=1e-6)
+
+
+def test_hue_shift_rotates_chroma_and_keeps_luma_and_greys():
+    x = 0.3 + 0.4 * torch.rand(4, 3, 5, 5)  # mid-range colours: no clamping
+    x[0] = 0.5  # a grey image
+    ones = torch.ones(4)
+    torch.testing.assert_close(augment.colour_jitter(x, ones, ones, ones, torch.zeros(4)), x, rtol=0, atol=1e-6)
+    turn = torch.tensor([0.05, 0.05, -0.08, 0.1])
+    out = augment.colour_jitter(x, ones, ones, ones, turn)
+    torch.testing.assert_close(out[0], x[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(augment.grey(out), augment.grey(x), rtol=0, atol=1e-5)
+    yiq = augment._YIQ
+    before, after = (torch.einsum("ij,njhw->nihw", yiq, v) for v in (x[1:], out[1:]))
+    moved = torch.atan2(after[:, 2], after[:, 1]) - torch.atan2(before[:, 2], before[:, 1])
+    moved = torch.remainder(moved + torch.pi, 2 * torch.pi) - torch.pi
+    torch.testing.assert_close(moved, (turn[1:] * 2 * torch.pi).view(-1, 1, 1).expand_as(moved), rtol=0, atol=1e-3)
+
+
+def test_resized_crops_box_convention_matches_torchvision_crop():
+    x = torch.rand(3, 3, 20, 24)
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [5.0, 3.0, 13.0, 11.0], [16.0, 12.0, 24.0, 20.0]])
+    out = augment.resized_crops(x, boxes, 8)  # box side = output side: every output pixel is one input pixel
+    for i, (x0, y0, _, _) in enumerate(boxes.long().tolist()):
+        torch.testing.assert_close(out[i], TF.crop(x[i], y0, x0, 8, 8), rtol=0, atol=1e-6)
+    # a full-image box resized down is close to torchvision's antialiased resize
+    full = augment.resized_crops(x, torch.tensor([[0.0, 0.0, 24.0, 20.0]] * 3), 10)
+    assert (full - TF.resize(x, [10, 10], antialias=True)).abs().mean() < 0.05
+
+
+def test_random_resized_boxes_stay_inside_with_the_requested_area_and_aspect():
+    boxes = augment.random_resized_boxes(4000, 128, 128, generator=torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 128 + 1e-4).all()
+    unclipped = (w < 128 - 1e-3) & (h < 128 - 1e-3)
+    area = (w * h / 128**2)[unclipped]
+    assert area.min() >= 0.2 - 1e-4 and area.max() <= 1 + 1e-4 and unclipped.float().mean() > 0.8
+    aspect = (w / h)[unclipped]
+    assert aspect.min() >= 3 / 4 - 1e-4 and aspect.max() <= 4 / 3 + 1e-4
+
+
+def test_contrastive_views_are_seeded_in_range_and_sometimes_grey():
+    images = torch.randint(0, 256, (400, 3, 32, 32), dtype=torch.uint8)
+    a = augment.contrastive_views(images, 16, torch.Generator().manual_seed(1))
+    b = augment.contrastive_views(images, 16, torch.Generator().manual_seed(1))
+    assert a.shape == (400, 3, 16, 16) and a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    grey = (a.amax(1) - a.amin(1)).amax((1, 2)) < 1e-6
+    assert 0.12 < grey.float().mean() < 0.28  # RandomGrayscale(0.2)

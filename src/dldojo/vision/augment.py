@@ -11,16 +11,24 @@ Alternating flip (Jordan 2024): instead of a fresh coin per image per epoch, eve
 a fixed random half of the epochs' parity, i.e. flipped in epoch e iff (flip_bit[i] + e) is odd. Over
 two epochs the network sees both versions of every image exactly once.
 
+SimCLR's views (`contrastive_views`, Chen et al. 2020): RandomResizedCrop(scale=(0.2, 1)) + horizontal
+flip + ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8 + RandomGrayscale(0.2), for a whole batch at once.
+The crops are `torchvision.ops.roi_align` boxes (adaptive sampling: an antialiased resize); brightness,
+contrast and saturation are torchvision's formulas with one factor per image (tested equal); the hue
+shift is a rotation of the YIQ chroma plane, the linear approximation of HSV's hue (keeps luma and greys).
+
 Test-time augmentation (`predict_tta`): level 0 = the image, 1 = the mean of the logits of the image
 and its mirror, 2 = additionally the mirrored pair shifted by one pixel up-left and down-right.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 
 def random_shifts(n: int, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -71,6 +79,70 @@ def augment_batch(images: torch.Tensor, pad: int, flip_mask: torch.Tensor | None
 def alternating_flip_mask(flip_bits: torch.Tensor, epoch: int) -> torch.Tensor:
     """Alternating flip: image i is mirrored in epoch e iff flip_bit[i] + e is odd."""
     return (flip_bits.long() + epoch) % 2 == 1
+
+
+def random_resized_boxes(n: int, height: int, width: int, scale: tuple[float, float] = (0.2, 1.0),
+                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 4) crop boxes (x0, y0, x1, y1) in pixels: area fraction ~ U(scale), log aspect ~ U(log ratio),
+    clipped to the image (torchvision re-draws instead of clipping, rarely needed at these ranges)."""
+    area = torch.empty(n).uniform_(*scale, generator=generator) * height * width
+    aspect = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator).exp()
+    crop_w, crop_h = (area * aspect).sqrt().clamp(max=width), (area / aspect).sqrt().clamp(max=height)
+    x0 = torch.rand(n, generator=generator) * (width - crop_w)
+    y0 = torch.rand(n, generator=generator) * (height - crop_h)
+    return torch.stack([x0, y0, x0 + crop_w, y0 + crop_h], 1)
+
+
+def resized_crops(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop box i of image i and resize it to size × size (bilinear, averaged over the box's pixels)."""
+    indexed = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype).unsqueeze(1), boxes], 1)
+    return roi_align(images, indexed.to(images.dtype), output_size=size, sampling_ratio=-1, aligned=True)
+
+
+def grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma with torchvision's rgb_to_grayscale weights, (N, 1, H, W)."""
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+# RGB -> YIQ (its luma row = grey's weights, so a hue rotation keeps grey(x))
+_YIQ = torch.tensor([[0.2989, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def colour_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                  hue: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation (factors, 1 = unchanged) and hue (a turn fraction, 0 = unchanged),
+    one value per image of (N, 3, H, W) floats in [0, 1], in that order, clamped after each step."""
+    def per_image(v: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, 1, 1, 1)
+
+    x = (x * per_image(brightness)).clamp(0, 1)
+    mean = grey(x).mean((1, 2, 3), keepdim=True)
+    x = ((x - mean) * per_image(contrast) + mean).clamp(0, 1)
+    luma = grey(x)
+    x = ((x - luma) * per_image(saturation) + luma).clamp(0, 1)
+    angle = hue * 2 * math.pi
+    rotation = torch.zeros(len(x), 3, 3)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2] = angle.cos(), -angle.sin()
+    rotation[:, 2, 1], rotation[:, 2, 2] = angle.sin(), angle.cos()
+    colour = torch.linalg.inv(_YIQ) @ rotation @ _YIQ
+    return torch.einsum("nij,njhw->nihw", colour, x).clamp(0, 1)
+
+
+def contrastive_views(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One SimCLR view of every uint8 image of (N, 3, H, W), as floats in [0, 1] (see the module docstring)."""
+    n, _, h, w = images.shape
+    x = resized_crops(images.float() / 255, random_resized_boxes(n, h, w, generator=generator), size)
+    x = flip(x, torch.rand(n, generator=generator) < 0.5)
+
+    def factors(strength: float) -> torch.Tensor:
+        return torch.empty(n).uniform_(1 - strength, 1 + strength, generator=generator)
+
+    jittered = colour_jitter(x, factors(0.4), factors(0.4), factors(0.4),
+                             torch.empty(n).uniform_(-0.1, 0.1, generator=generator))
+    x = torch.where((torch.rand(n, generator=generator) < 0.8).view(-1, 1, 1, 1), jittered, x)
+    return torch.where((torch.rand(n, generator=generator) < 0.2).view(-1, 1, 1, 1), grey(x).expand_as(x), x)
 
 
 def predict_tta(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, level: int = 0,
