@@ -280,6 +280,19 @@ def test_real_flowers_a_cifar_source_beats_chance_after_a_few_epochs(real_data):
     assert metrics["finetune_test_accuracy"] > 0.45 and metrics["scratch_test_accuracy"] > 0.4, metrics
 
 
+def test_mixup_blends_the_batch_with_a_shuffled_copy_and_excludes_cutmix():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 6, 6)
+    assert transfer.mix_up(x, 0.0) == (x, None, 1.0)
+    mixed, order, lam = transfer.mix_up(x, 0.4)
+    assert 0 <= lam <= 1 and sorted(order.tolist()) == list(range(8))
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[order])
+    with pytest.raises(DojoError, match="mixup is an α"):
+        transfer.TransferConfig(mixup=0.2, cutmix=0.5).validate()
+    with pytest.raises(DojoError, match="mixup is an α"):
+        transfer.TransferConfig(mixup=-1).validate()
+
+
 def test_cut_mix_pastes_one_box_and_weighs_labels_by_its_area():
     torch.manual_seed(0)
     x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16).contiguous()  # image i is constant i

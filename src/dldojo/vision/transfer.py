@@ -141,6 +141,9 @@ class TransferConfig:
     cutmix: float = 0.0
     """Probability that a batch is CutMixed (Yun et al. 2019): a random box from a shuffled copy of the
     batch is pasted in, and the loss weighs both labels by area. 0 = off."""
+    mixup: float = 0.0
+    """α of mixup (Zhang et al. 2018): every batch becomes λ·x + (1 − λ)·x[shuffled], λ ~ Beta(α, α), and
+    the loss λ·CE(y) + (1 − λ)·CE(y[shuffled]). 0 = off; not together with cutmix."""
     tta: int = 2
     """Test-time augmentation: 0 none, 1 + mirror, 2 + one-pixel shifts."""
     variants: tuple[str, ...] = VARIANTS
@@ -171,6 +174,8 @@ class TransferConfig:
             raise DojoError(f"multi_layer_head takes variants out of {', '.join(VARIANTS)}; got {self.multi_layer_head}")
         if not 0 <= self.cutmix <= 1:
             raise DojoError(f"cutmix is a probability in [0, 1], got {self.cutmix}")
+        if self.mixup < 0 or (self.mixup and self.cutmix):
+            raise DojoError(f"mixup is an α >= 0 and excludes cutmix; got mixup={self.mixup}, cutmix={self.cutmix}")
         if not 0 < self.crop_scale <= 1 or not 0 <= self.label_smoothing < 1 or self.tta not in (0, 1, 2):
             raise DojoError("need 0 < crop_scale <= 1, 0 <= label_smoothing < 1 and tta in 0, 1, 2")
 
@@ -492,6 +497,15 @@ def cut_mix(x: torch.Tensor, probability: float) -> tuple[torch.Tensor, torch.Te
     return x, order, 1 - (bottom - top) * (right - left) / (h * w)
 
 
+def mix_up(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """mixup (Zhang et al. 2018): (λ·x + (1 − λ)·x[order], order, λ) with λ ~ Beta(α, α); (x, None, 1.0) for α = 0."""
+    if alpha <= 0:
+        return x, None, 1.0
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(len(x))
+    return lam * x + (1 - lam) * x[order], order, lam
+
+
 def images_per_second(net: TransferNet, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int = 3) -> float:
     """Training throughput of one variant (forward + backward, on a copy so no weight changes)."""
     net = copy.deepcopy(net).train()
@@ -552,7 +566,7 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
     def loss_fn(net: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         x = normalise(torch.stack([augment(image) for image in x]))  # the same crops for every variant
-        x, order, keep = cut_mix(x, cfg.cutmix)
+        x, order, keep = mix_up(x, cfg.mixup) if cfg.mixup else cut_mix(x, cfg.cutmix)
         with common.autocast(bf16):
             logits = net(x)
 
