@@ -85,7 +85,8 @@ def random_resized_boxes(n: int, height: int, width: int, scale: tuple[float, fl
                          ratio: tuple[float, float] = (3 / 4, 4 / 3),
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, 4) crop boxes (x0, y0, x1, y1) in pixels: area fraction ~ U(scale), log aspect ~ U(log ratio),
-    clipped to the image (torchvision re-draws instead of clipping, rarely needed at these ranges)."""
+    clipped to the image. torchvision draws again instead; here 16 % of the boxes of a square image are
+    clipped (large, elongated ones), which makes those crops a little smaller than drawn."""
     area = torch.empty(n).uniform_(*scale, generator=generator) * height * width
     aspect = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator).exp()
     crop_w, crop_h = (area * aspect).sqrt().clamp(max=width), (area / aspect).sqrt().clamp(max=height)
