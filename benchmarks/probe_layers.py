@@ -6,7 +6,7 @@ standardised), for the flowers training images and their mirror images at 48 px,
 logistic regression (full-batch L-BFGS, L2 penalty wd·‖W‖²) per layer set, tested with mirror TTA.
 No augmentation beyond the mirror, so it is a probe, not the transfer-flowers `frozen` variant.
 
-    DLDOJO_DATA=../shared/data python benchmarks/probe_layers.py runs/bench/pretrain-cifar10/<run>
+    DLDOJO_DATA=../shared/data python benchmarks/probe_layers.py runs/bench/pretrain-cifar10/<run> [more sources]
 
 Note: the three wd values are compared on the test split (a pilot, not a tuned result).
 """
@@ -52,32 +52,41 @@ def probe(train_f, y_train, test_views, y_test, wd: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source_run", help="run directory of a finished pretrain-cifar10 (airbench) run")
+    parser.add_argument("source_runs", nargs="+", help="run directories of finished airbench sources "
+                        "(pretrain-cifar10, or simclr_flowers.py's output); with several, also all their groups together")
     parser.add_argument("--image-size", type=int, default=48)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model, meta = common.load_classifier(args.source_run)
-    if not isinstance(model, archs.AirbenchNet):
-        raise SystemExit(f"{args.source_run}: an airbench source is needed, got {meta['arch']}")
     train, test = image_data.load("flowers")
-    mean, std = torch.tensor(meta["mean"]).view(1, 3, 1, 1), torch.tensor(meta["std"]).view(1, 3, 1, 1)
-
-    def prepare(split):
-        x = image_data.as_uint8_tensor(split.images).permute(0, 3, 1, 2).float() / 255
-        return (transfer.resize(x, args.image_size) - mean) / std
-
-    started = time.time()
-    x_train, x_test = prepare(train), prepare(test)
     y_train = torch.as_tensor(train.labels).repeat(2)
     y_test = torch.as_tensor(test.labels)
-    f_train = group_features(model, torch.cat([x_train, x_train.flip(-1)]))
-    f_test, f_test_mirror = group_features(model, x_test), group_features(model, x_test.flip(-1))
-    print(f"features in {time.time() - started:.0f} s; widths {({k: v.shape[1] for k, v in f_train.items()})}")
-    for groups in ([2], [1], [0], [1, 2], [0, 1, 2]):
-        train_f = torch.cat([f_train[g] for g in groups], 1)
-        test_views = [torch.cat([f[g] for g in groups], 1) for f in (f_test, f_test_mirror)]
+    every_group = []  # (train, test, test mirrored) features of every group of every source
+    for source_run in args.source_runs:
+        torch.manual_seed(0)
+        model, meta = common.load_classifier(source_run)
+        if not isinstance(model, archs.AirbenchNet):
+            raise SystemExit(f"{source_run}: an airbench source is needed, got {meta['arch']}")
+        mean, std = torch.tensor(meta["mean"]).view(1, 3, 1, 1), torch.tensor(meta["std"]).view(1, 3, 1, 1)
+
+        def prepare(split):
+            x = image_data.as_uint8_tensor(split.images).permute(0, 3, 1, 2).float() / 255
+            return (transfer.resize(x, args.image_size) - mean) / std
+
+        started = time.time()
+        x_train, x_test = prepare(train), prepare(test)
+        f_train = group_features(model, torch.cat([x_train, x_train.flip(-1)]))
+        f_test, f_test_mirror = group_features(model, x_test), group_features(model, x_test.flip(-1))
+        print(f"{source_run}: features in {time.time() - started:.0f} s; widths {({k: v.shape[1] for k, v in f_train.items()})}")
+        every_group += [(f_train[g], f_test[g], f_test_mirror[g]) for g in f_train]
+        for groups in ([2], [1], [0], [1, 2], [0, 1, 2]):
+            train_f = torch.cat([f_train[g] for g in groups], 1)
+            test_views = [torch.cat([f[g] for g in groups], 1) for f in (f_test, f_test_mirror)]
+            accuracies = {wd: round(probe(train_f, y_train, test_views, y_test, wd), 3) for wd in (1e-4, 1e-3, 1e-2)}
+            print(f"conv groups {groups}: test accuracy by wd {accuracies}")
+    if len(args.source_runs) > 1:
+        train_f, *test_views = (torch.cat(parts, 1) for parts in zip(*every_group))
         accuracies = {wd: round(probe(train_f, y_train, test_views, y_test, wd), 3) for wd in (1e-4, 1e-3, 1e-2)}
-        print(f"conv groups {groups}: test accuracy by wd {accuracies}")
+        print(f"every group of all {len(args.source_runs)} sources ({train_f.shape[1]} features): "
+              f"test accuracy by wd {accuracies}")
 
 
 if __name__ == "__main__":
