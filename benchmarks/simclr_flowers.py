@@ -83,7 +83,7 @@ def main() -> None:
                 for group in optimizer.param_groups:
                     group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = nt_xent(net(torch.cat([views(batch), views(batch)])), args.tau)
+                loss = nt_xent(net(views(torch.cat([batch, batch]))), args.tau)  # rows i, i + N: one image
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -61,9 +61,14 @@ def translate(images: torch.Tensor, shifts: torch.Tensor, pad: int) -> torch.Ten
     return out
 
 
+def _per_image(v: torch.Tensor) -> torch.Tensor:
+    """(N,) values or flags, shaped to broadcast over (N, C, H, W)."""
+    return v.view(-1, 1, 1, 1)
+
+
 def flip(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mirror (left-right) the images where `mask` (N,) is true."""
-    return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
+    return torch.where(_per_image(mask), images.flip(-1), images)
 
 
 def augment_batch(images: torch.Tensor, pad: int, flip_mask: torch.Tensor | None,
@@ -106,28 +111,26 @@ def grey(x: torch.Tensor) -> torch.Tensor:
     return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
-# RGB -> YIQ (its luma row = grey's weights, so a hue rotation keeps grey(x))
+# RGB -> YIQ (its luma row = grey's weights, so a hue rotation keeps grey(x)), and back
 _YIQ = torch.tensor([[0.2989, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)
 
 
 def colour_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
                   hue: torch.Tensor) -> torch.Tensor:
     """Brightness, contrast, saturation (factors, 1 = unchanged) and hue (a turn fraction, 0 = unchanged),
     one value per image of (N, 3, H, W) floats in [0, 1], in that order, clamped after each step."""
-    def per_image(v: torch.Tensor) -> torch.Tensor:
-        return v.view(-1, 1, 1, 1)
-
-    x = (x * per_image(brightness)).clamp(0, 1)
+    x = (x * _per_image(brightness)).clamp(0, 1)
     mean = grey(x).mean((1, 2, 3), keepdim=True)
-    x = ((x - mean) * per_image(contrast) + mean).clamp(0, 1)
+    x = ((x - mean) * _per_image(contrast) + mean).clamp(0, 1)
     luma = grey(x)
-    x = ((x - luma) * per_image(saturation) + luma).clamp(0, 1)
+    x = ((x - luma) * _per_image(saturation) + luma).clamp(0, 1)
     angle = hue * 2 * math.pi
     rotation = torch.zeros(len(x), 3, 3)
     rotation[:, 0, 0] = 1
     rotation[:, 1, 1], rotation[:, 1, 2] = angle.cos(), -angle.sin()
     rotation[:, 2, 1], rotation[:, 2, 2] = angle.sin(), angle.cos()
-    colour = torch.linalg.inv(_YIQ) @ rotation @ _YIQ
+    colour = _YIQ_INV @ rotation @ _YIQ
     return torch.einsum("nij,njhw->nihw", colour, x).clamp(0, 1)
 
 
@@ -142,8 +145,8 @@ def contrastive_views(images: torch.Tensor, size: int, generator: torch.Generato
 
     jittered = colour_jitter(x, factors(0.4), factors(0.4), factors(0.4),
                              torch.empty(n).uniform_(-0.1, 0.1, generator=generator))
-    x = torch.where((torch.rand(n, generator=generator) < 0.8).view(-1, 1, 1, 1), jittered, x)
-    return torch.where((torch.rand(n, generator=generator) < 0.2).view(-1, 1, 1, 1), grey(x).expand_as(x), x)
+    x = torch.where(_per_image(torch.rand(n, generator=generator) < 0.8), jittered, x)
+    return torch.where(_per_image(torch.rand(n, generator=generator) < 0.2), grey(x).expand_as(x), x)
 
 
 def predict_tta(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, level: int = 0,
