@@ -145,3 +145,17 @@ def test_short_mnist_run_on_real_data_passes_98_percent(real_data):
                              sets=["train_subset=12000", "batch_size=256", "lr=0.5", "epochs=2",
                                    "test_subset=0", "tta=0"])
     assert summary["metrics"]["test_accuracy"] >= 0.98
+
+
+def test_muon_parameter_groups_take_the_trainable_filters_once():
+    cfg = classify.ClassifyConfig(optimizer="muon", lr=0.5, muon_lr=0.2, muon_momentum=0.6)
+    model = archs.build_arch("airbench93")
+    muon, other, fast = classify.parameter_groups(model, cfg)
+    filters = [p for p in model.parameters() if p.ndim == 4 and p.requires_grad]
+    assert muon["use_muon"] and muon["lr"] == 0.2 and muon["momentum"] == 0.6 and len(muon["params"]) == len(filters)
+    assert all(p is not model.whiten.weight for p in muon["params"])
+    assert any(p is model.whiten.bias for p in fast["params"])
+    ids = [id(p) for g in (muon, other, fast) for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # every parameter in exactly one group
+    with pytest.raises(DojoError, match="optimizer must be sgd or muon"):
+        classify.ClassifyConfig(optimizer="adam").validate()

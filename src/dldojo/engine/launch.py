@@ -13,6 +13,7 @@ import torch
 from dldojo.engine import registry
 from dldojo.engine.config import build_config, to_jsonable
 from dldojo.engine.errors import DojoError
+from dldojo.engine.memory import keep_freed_memory
 from dldojo.engine.run import RunContext, machine_info
 
 
@@ -73,6 +74,7 @@ def run_experiment(
         run_dir = new_run_dir(runs_root(out), experiment.name, preset, seed)
 
     torch.set_num_threads(threads or experiment.threads or os.cpu_count() or 1)
+    malloc_kept = keep_freed_memory()
     ctx = RunContext(run_dir, experiment.name, preset, seed, resume=resume is not None, quiet=quiet,
                      checkpoint_every_seconds=checkpoint_every_seconds,
                      checkpoint_every_steps=checkpoint_every_steps)
@@ -92,6 +94,7 @@ def run_experiment(
         "metrics": {k: float(v) for k, v in metrics.items()},
         "wall_seconds": round(ctx.wall_seconds, 2),
         "threads": torch.get_num_threads(),
+        "malloc_keeps_freed_memory": malloc_kept,
         "run_dir": str(run_dir),
         "primary_metric": experiment.metric,
         "direction": experiment.direction,

@@ -48,6 +48,7 @@ from dldojo.engine.errors import DojoError
 from dldojo.engine.fit import fit
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
+from dldojo.nn.muon import MuonWithSGD
 from dldojo.vision import archs, common
 from dldojo.vision.augment import alternating_flip_mask, augment_batch
 
@@ -64,6 +65,15 @@ class ClassifyConfig:
     """Peak learning rate (mean loss over the batch)."""
     momentum: float = 0.85
     """SGD momentum μ (Nesterov)."""
+    optimizer: Literal["sgd", "muon"] = "sgd"
+    """sgd: Nesterov SGD for every parameter; muon: Muon (orthogonalised momentum, `dldojo.nn.muon`) for the
+    conv filters and Nesterov SGD for the rest, as in airbench94_muon (Jordan 2024)."""
+    muon_lr: float = 0.24
+    """Muon's peak step size (filters are renormalised to Frobenius norm √out before each step)."""
+    muon_momentum: float = 0.6
+    """Muon's momentum μ (Nesterov)."""
+    muon_ns_steps: int = 3
+    """Newton–Schulz iterations per Muon step."""
     weight_decay: float = 1.33e-3
     """L2 weight decay λ added to the gradient (decay per step = lr · λ)."""
     bn_lr_scale: float = 64.0
@@ -109,6 +119,10 @@ class ClassifyConfig:
             raise DojoError(f"epochs must be > 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise DojoError("need lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if self.optimizer not in ("sgd", "muon"):
+            raise DojoError(f"optimizer must be sgd or muon, got {self.optimizer!r}")
+        if not self.muon_lr > 0 or not 0 <= self.muon_momentum < 1 or self.muon_ns_steps < 1:
+            raise DojoError("need muon_lr > 0, 0 <= muon_momentum < 1 and muon_ns_steps >= 1")
         if not 0 <= self.label_smoothing < 1:
             raise DojoError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.lr_peak_at <= 1:
@@ -180,16 +194,27 @@ class TrainingSteps:
 
 
 def parameter_groups(model: nn.Module, cfg: ClassifyConfig) -> list[dict]:
-    """[the rest as configured, normalisation parameters at lr × bn_lr_scale with weight decay ÷ bn_lr_scale].
+    """[the rest as configured, normalisation parameters at lr × bn_lr_scale with weight decay ÷ bn_lr_scale],
+    and with optimizer = muon first a Muon group of the trainable conv filters (which then leave the first
+    group), while the whitening bias joins the normalisation group (airbench94_muon's bias learning rate).
 
     Frozen parameters (the whitening filters, airbench's BN scales) are included but never get a
     gradient, and SGD skips a parameter without one (no decay either)."""
     norm_types = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
-    norm_ids = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
-    params = list(model.parameters())
-    return [{"params": [p for p in params if id(p) not in norm_ids], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if id(p) in norm_ids], "lr": cfg.lr * cfg.bn_lr_scale,
-             "weight_decay": cfg.weight_decay / cfg.bn_lr_scale}]
+    fast = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
+    params, filters = list(model.parameters()), []
+    if cfg.optimizer == "muon":
+        filters = [p for p in params if p.ndim == 4 and p.requires_grad]
+        if isinstance(model, archs.AirbenchNet):
+            fast.add(id(model.whiten.bias))
+    rest = [p for p in params if id(p) not in fast | {id(f) for f in filters}]
+    groups = [{"params": rest, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if id(p) in fast], "lr": cfg.lr * cfg.bn_lr_scale,
+               "weight_decay": cfg.weight_decay / cfg.bn_lr_scale}]
+    if filters:
+        groups.insert(0, {"params": filters, "use_muon": True, "lr": cfg.muon_lr, "momentum": cfg.muon_momentum,
+                          "ns_steps": cfg.muon_ns_steps, "normalize": True})
+    return groups
 
 
 def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[str, float]:
@@ -214,7 +239,10 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
     if steps_per_epoch < 1:
         raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
     total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    optimizer = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "muon":
+        optimizer = MuonWithSGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum)
+    else:
+        optimizer = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: triangle(s, total_steps, cfg.lr_start, cfg.lr_peak_at, cfg.lr_end))
     steps = TrainingSteps()
@@ -298,13 +326,18 @@ CIFAR_REFS = {
 # Small batches give those one-epoch runs enough steps for BatchNorm's running statistics to settle
 # (measured at batch 256, 14-27 steps: EfficientNet / MobileNet v2 / ResNet-18 / ResNet-164 at chance).
 # Full presets are what the benchmark runs.
+MUON_FULL = {"epochs": 14, "batch_size": 2000, "optimizer": "muon", "lr": 1.66, "weight_decay": 2.4e-3,
+             "lookahead": False, "lr_start": 1.0, "lr_peak_at": 0.001, "lr_end": 0.0}
 FEW_IMAGES = {"batch_size": 64, "lr": 0.05}  # the classic lr 0.2 at batch 256, scaled linearly
 HEAVY = {**FEW_IMAGES, "epochs": 1, "tta": 0}
 CIFAR_ARCHS = {
-    # full: airbench94's recipe with batch 512 (lr per example unchanged) and 15 epochs, which fill the
-    # 30-minute budget on 2 cores (measured: 10 epochs at batch 1024 90.8 %, 12 at 512 91.1 %, 16 91.3 %)
+    # full: airbench94_muon's recipe (Muon for the filters, batch 2000, linear decay to 0, no weight averaging;
+    # its head lr 0.67 on a summed loss with logits / 256 is 1.66 here, on a mean loss with logits / 9) for 14
+    # epochs, which fit the 30-minute budget on 2 cores. Measured: Muon 8 epochs 90.7 % = SGD 9.9 epochs
+    # 90.8 % (the paper's claim: 20 % fewer epochs); SGD 12 epochs 91.1 %, 15 at batch 512 91.5 %.
+    # quick keeps the SGD recipe: Muon's batch 2000 leaves too few steps on 18,000 images.
     "airbench94": ("airbench94: whitened plain CNN built for speed (the speed benchmark)",
-                   {"epochs": 2, "train_subset": 18000, "tta": 1}, {"epochs": 15, "batch_size": 512, "lr": 0.75}),
+                   {"epochs": 2, "train_subset": 18000, "tta": 1}, MUON_FULL),
     "airbench93": ("airbench93: the narrower airbench (64/128/128)",
                    {"epochs": 3, "train_subset": 18000, "tta": 1}, {"epochs": 11.0}),
     "plain_cnn": ("LeNet-5-style plain CNN",
