@@ -3,11 +3,11 @@
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh `mmap` and
 returns it with `munmap` when freed. A CPU training step allocates and frees activations of that size
 many times (airbench at batch 2000: 2000×64×32×32 bf16 = 262 MB per map), so every step page-faults
-the same memory in again and the kernel zeroes it: measured on 2 cores, 22 % of a step's CPU time was
-system time at batch 2000 and 16 % at batch 512. `mallopt(M_MMAP_MAX, 0)` serves large blocks from the
-heap and `mallopt(M_TRIM_THRESHOLD, huge)` keeps the heap's freed top, so after the first steps nothing
-is faulted again (measured: 337 → 436-473 train img/s at batch 2000, 371 → 399 at batch 512; the
-alternative of transparent huge pages, `THP_MEM_ALLOC_ENABLE=1`, was slower). The cost: the process
+the same memory in again and the kernel zeroes it: on 2 cores, 20 % of a step's CPU time was system
+time at batch 2000 and 14 % at batch 512 (`benchmarks/train_step_speed.py`, airbench94). `mallopt(M_MMAP_MAX,
+0)` serves large blocks from the heap and `mallopt(M_TRIM_THRESHOLD, huge)` keeps the heap's freed top, so
+after the first steps nothing is faulted again: 364 → 470 train img/s at batch 2000, 427 → 457 at batch
+512, system time 0 (transparent huge pages, `THP_MEM_ALLOC_ENABLE=1`, were slower). The cost: the process
 keeps its peak memory until it exits. Set DLDOJO_MALLOC=system to leave malloc as it is.
 """
 
