@@ -1,30 +1,48 @@
-"""engine.memory: after keep_freed_memory(), a freed large tensor's pages are reused, not faulted in again."""
+"""engine.memory: with keep_freed_memory(), repeated training steps stop page-faulting their activations."""
 
 from __future__ import annotations
 
-import resource
+import os
+import subprocess
 import sys
 
 import pytest
-import torch
 
 from dldojo.engine import memory
 
+# A training step whose activations (256×16×64×64 fp32 = 64 MiB each) are above glibc's largest mmap
+# threshold (32 MiB); prints the minor page faults of steps 4-6, after the heap has grown to its size.
+STEPS = """
+import resource, torch
+from dldojo.engine.memory import keep_freed_memory
+print(keep_freed_memory())
+torch.set_num_threads(1)
+conv, x = torch.nn.Conv2d(16, 16, 3, padding=1), torch.randn(256, 16, 64, 64)
+def step():
+    conv(x).relu().sum().backward()
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
 
-def _faults_to_fill(numel: int) -> int:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(numel, dtype=torch.float32)  # allocated, written, freed
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+def _faults(malloc: str) -> tuple[str, int]:
+    env = {**os.environ, "DLDOJO_MALLOC": malloc}
+    out = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split()
+    return applied, int(faults)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_large_blocks_are_kept_after_keep_freed_memory(monkeypatch):
-    monkeypatch.delenv("DLDOJO_MALLOC", raising=False)
-    assert memory.keep_freed_memory() is True
-    numel = 64 * 2**20 // 4  # 64 MiB: above glibc's largest mmap threshold (32 MiB)
-    _faults_to_fill(numel)  # the first time the heap grows: faults are expected
-    pages = numel * 4 // resource.getpagesize()
-    assert _faults_to_fill(numel) < pages // 20  # the second time the same memory is reused
+def test_training_steps_reuse_their_memory_once_freed_memory_is_kept():
+    applied, kept = _faults("")
+    default_applied, default = _faults("system")
+    assert (applied, default_applied) == ("True", "False")
+    assert default > 3 * 16384  # glibc's default: each step faults its 64 MiB maps in again (16,384 pages each)
+    assert kept < default / 10
 
 
 def test_opt_out_is_respected(monkeypatch):
