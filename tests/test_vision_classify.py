@@ -111,8 +111,10 @@ def test_saved_classifier_reproduces_the_test_predictions(synthetic_data):
         common.load_classifier(Path(summary["run_dir"]) / "figures")
 
 
-def test_same_seed_same_accuracy_and_resume_equals_uninterrupted(synthetic_data, monkeypatch):
-    sets = ["epochs=3", "lookahead_start_epoch=1", "batch_size=16", "train_subset=160"]  # 10 steps / epoch
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_same_seed_same_accuracy_and_resume_equals_uninterrupted(synthetic_data, monkeypatch, optimizer):
+    sets = ["epochs=3", "lookahead_start_epoch=1", "batch_size=16", "train_subset=160",  # 10 steps / epoch
+            f"optimizer={optimizer}"]
     full = run_experiment("cifar10-airbench93", preset="smoke", sets=sets, seed=1, quiet=True, report=False)
     again = run_experiment("cifar10-airbench93", preset="smoke", sets=sets, seed=1, quiet=True, report=False)
     assert {k: full["metrics"][k] for k in ACCURACY_KEYS} == {k: again["metrics"][k] for k in ACCURACY_KEYS}
