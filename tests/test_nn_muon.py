@@ -41,19 +41,21 @@ def test_sgd_group_equals_torch_sgd_nesterov_with_weight_decay():
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
-def test_conv_filters_step_as_their_matrix_in_any_memory_layout():
+@pytest.mark.parametrize("shape", [(8, 4, 3, 3), (12, 1, 3, 3)])  # a standard and a depthwise (tall) filter bank
+def test_conv_filters_step_as_their_matrix_in_any_memory_layout(shape):
     torch.manual_seed(2)
-    start = torch.randn(8, 4, 3, 3)
+    start, rows = torch.randn(*shape), shape[0]
     conv = torch.nn.Parameter(start.clone().to(memory_format=torch.channels_last))
-    matrix = torch.nn.Parameter(start.reshape(8, 36).clone())
-    grads = [torch.randn(8, 4, 3, 3) for _ in range(3)]
+    matrix = torch.nn.Parameter(start.reshape(rows, -1).clone())
+    grads = [torch.randn(*shape) for _ in range(3)]
     opt_conv = MuonWithSGD([{"params": [conv], "use_muon": True}], lr=0.1, momentum=0.6, ns_steps=3)
     opt_matrix = MuonWithSGD([{"params": [matrix], "use_muon": True}], lr=0.1, momentum=0.6, ns_steps=3)
     for grad in grads:
-        conv.grad, matrix.grad = grad.clone().to(memory_format=torch.channels_last), grad.reshape(8, 36).clone()
+        conv.grad, matrix.grad = grad.clone().to(memory_format=torch.channels_last), grad.reshape(rows, -1).clone()
         opt_conv.step()
         opt_matrix.step()
-    torch.testing.assert_close(conv.reshape(8, 36), matrix, rtol=0, atol=0)
+    assert not torch.equal(conv, start)
+    torch.testing.assert_close(conv.reshape(rows, -1), matrix, rtol=0, atol=0)
 
 
 def test_normalize_rescales_each_filter_bank_to_norm_sqrt_out_before_the_step():

@@ -96,5 +96,5 @@ class MuonWithSGD(torch.optim.Optimizer):
         rows, cols = update.shape
         if normalize:
             p.mul_(math.sqrt(len(p)) / p.norm().clamp(min=1e-12))
-        ortho = orthogonalise(update, ns_steps).view(p.shape).to(p.dtype)
+        ortho = orthogonalise(update, ns_steps).reshape(p.shape).to(p.dtype)
         p.add_(ortho, alpha=-lr * math.sqrt(max(1.0, rows / cols)))
