@@ -20,20 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from dldojo.engine.memory import keep_freed_memory
-from dldojo.nn.muon import MuonWithSGD
-from dldojo.vision import archs, common
+from dldojo.vision import archs, classify, common
 
 
 def measure(arch: str, batch: int, optimizer: str, images: int) -> dict:
     torch.manual_seed(0)
     model = archs.build_arch(arch).to(memory_format=torch.channels_last)
-    if optimizer == "muon":
-        filters = [p for p in model.parameters() if p.ndim == 4 and p.requires_grad]
-        rest = [p for p in model.parameters() if all(p is not f for f in filters)]
-        opt = MuonWithSGD([{"params": filters, "use_muon": True, "lr": 0.24, "momentum": 0.6, "ns_steps": 3,
-                            "normalize": True}, {"params": rest}], lr=0.1, momentum=0.85)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.85, nesterov=True)
+    # the experiment's own optimiser and parameter groups (the default config's rates; step cost does not depend on them)
+    opt = classify.make_optimizer(model, classify.ClassifyConfig(arch=arch, optimizer=optimizer))
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     bf16 = common.use_bf16("auto")

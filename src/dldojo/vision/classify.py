@@ -221,6 +221,13 @@ def parameter_groups(model: nn.Module, cfg: ClassifyConfig) -> list[dict]:
     return groups
 
 
+def make_optimizer(model: nn.Module, cfg: ClassifyConfig) -> torch.optim.Optimizer:
+    """Nesterov SGD over `parameter_groups`, or with optimizer = muon the Muon + SGD optimiser over them."""
+    if cfg.optimizer == "muon":
+        return MuonWithSGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
 def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[str, float]:
     started = time.perf_counter()
     train, test = image_data.load(dataset)
@@ -243,10 +250,7 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
     if steps_per_epoch < 1:
         raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
     total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    if cfg.optimizer == "muon":
-        optimizer = MuonWithSGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum)
-    else:
-        optimizer = torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: triangle(s, total_steps, cfg.lr_start, cfg.lr_peak_at, cfg.lr_end))
     steps = TrainingSteps()
