@@ -5,8 +5,9 @@
     python benchmarks/run.py mf-sgd --set split=u1 --tag mf-sgd-u1
     python benchmarks/run.py --all-quick --family recsys       # time every quick preset of a family
 
-Each result file holds the `dldojo run --json` summaries plus CPU model, thread count, torch version and
-commit. `python benchmarks/table.py` regenerates the README's results table from these files, so every
+Each result file holds the `dldojo run --json` summaries plus CPU model (and its speed-relevant instruction
+sets: a Zen 3 and a Zen 4 are both "AMD EPYC", but only the second has bf16), thread count, torch version
+and commit. `python benchmarks/table.py` regenerates the README's results table from these files, so every
 number there can be traced to a run. Benchmarks run one at a time: never two trainings at once.
 """
 
@@ -68,7 +69,8 @@ def main() -> None:
             "metric": experiment.metric, "direction": experiment.direction, "target": experiment.target,
             "mean": statistics.fmean(values), "min": min(values), "max": max(values),
             "wall_seconds_max": max(r["wall_seconds"] for r in runs),
-            "threads": runs[0]["threads"], "cpu": runs[0]["cpu"], "torch": runs[0]["torch"],
+            "threads": runs[0]["threads"], "cpu": runs[0]["cpu"], "cpu_isa": runs[0].get("cpu_isa"),
+            "cpu_family_model": runs[0].get("cpu_family_model"), "torch": runs[0]["torch"],
             "commit": runs[0]["commit"], "date": time.strftime("%Y-%m-%d"),
             "command": f"dldojo run {name} --preset {preset}" + "".join(f" --set {s}" for s in args.set)
                        + (f" --threads {args.threads}" if args.threads else "")

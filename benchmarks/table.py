@@ -32,14 +32,21 @@ def table() -> str:
         spread = f"{r['mean']:.4f}" + (f" ({r['min']:.4f}–{r['max']:.4f}, {len(r['seeds'])} seeds)"
                                        if len(r["seeds"]) > 1 else "")
         rows.append(f"| {r['tag']} | `{r['command']}` | {r['metric']} | {spread} | {fmt_target(r)} | "
-                    f"{r['wall_seconds_max']:.1f} | {r['threads']} | {short_cpu(r['cpu'])} | {r['commit']} |")
-    cpu = {json.loads(p.read_text())["cpu"] for p in result_files()}
-    return "\n".join(rows) + ("\n\nMachines (2 cores each): " + "; ".join(f"{short_cpu(c)} = {c}" for c in sorted(cpu))
-                             + "." if cpu else "")
+                    f"{r['wall_seconds_max']:.1f} | {r['threads']} | {machine(r)} | {r['commit']} |")
+    machines = {(machine(r), r["cpu"]) for r in map(lambda p: json.loads(p.read_text()), result_files())}
+    return "\n".join(rows) + ("\n\nMachines (2 cores each): " + "; ".join(f"{m} = {c}" for m, c in sorted(machines))
+                             + ". Results without an instruction-set list predate its recording (commit 6f716b0 "
+                               "and earlier); the notes in results/ name their machine." if machines else "")
 
 
-def short_cpu(cpu: str) -> str:
-    return "AMD EPYC" if "AMD" in cpu else "Intel Xeon" if "Intel" in cpu else cpu
+def machine(result: dict) -> str:
+    """Short CPU name, with the instruction sets that set its speed when the result recorded them
+    (a Zen 3 and a Zen 4 are both "AMD EPYC"; only the Zen 4 trains in bf16, ~3× faster here)."""
+    cpu = result["cpu"]
+    name = "AMD EPYC" if "AMD" in cpu else "Intel Xeon" if "Intel" in cpu else cpu
+    if result.get("cpu_isa"):
+        name += f" {result.get('cpu_family_model') or ''} [{', '.join(result['cpu_isa'])}]".replace("  ", " ")
+    return name
 
 
 def experiments_table() -> str:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dldojo.engine import checkpoint
+from dldojo.engine import run as run_module
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
 from dldojo.engine.launch import run_experiment
 from dldojo.engine.run import INTERRUPT_ENV, KILL_ENV
@@ -122,3 +123,20 @@ def test_torchrun_ddp_matches_single_process(synthetic_data, tmp_path):
     single_metrics = json.loads(single.stdout.splitlines()[-1])["metrics"]
     for key, value in json.loads(lines[0])["metrics"].items():
         assert value == pytest.approx(single_metrics[key], rel=1e-5)
+
+
+def test_summary_names_the_cpu_and_the_instruction_sets_that_set_its_speed(synthetic_data, tmp_path, monkeypatch):
+    summary = run_experiment("collab-bias", preset="smoke", quiet=True, report=False)
+    assert set(summary["cpu_isa"]) <= set(run_module.SPEED_FLAGS) and "cpu_family_model" in summary
+    # "AMD EPYC" is both a Zen 3 (AVX2) and a Zen 4 (AVX512-BF16, ~3x faster here): the flags tell them apart
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+                       "flags\t\t: fpu sse avx2 avx512f avx512_bf16 sha_ni\n\n"
+                       "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n")
+    monkeypatch.setattr(run_module, "CPUINFO", cpuinfo)
+    info = run_module.machine_info()
+    assert (info["cpu"], info["cpu_family_model"]) == ("AMD EPYC", "25/17")
+    assert info["cpu_isa"] == ["avx2", "avx512f", "avx512_bf16"]
+    assert run_module.cpu_has_fast_bf16()
+    cpuinfo.write_text(cpuinfo.read_text().replace(" avx512f avx512_bf16", ""))
+    assert run_module.machine_info()["cpu_isa"] == ["avx2"] and not run_module.cpu_has_fast_bf16()

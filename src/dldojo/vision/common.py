@@ -19,21 +19,11 @@ from torch import nn
 
 from dldojo.data.images import ImageSplit, channel_stats, to_tensor
 from dldojo.engine.errors import DojoError
-from dldojo.engine.run import RunContext, load_weights
+from dldojo.engine.run import RunContext, cpu_has_fast_bf16, load_weights
 from dldojo.vision import archs
 from dldojo.vision.augment import predict_tta
 
 BF16 = Literal["auto", "on", "off"]
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX); without them oneDNN
-    emulates bf16 and it is slower than fp32 (measured: 4× slower on an Ice Lake without them)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def use_bf16(setting: BF16) -> bool:
