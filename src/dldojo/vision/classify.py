@@ -24,7 +24,9 @@ arXiv:2404.00498), which is what makes the CPU speed target reachable:
     epochs; batch 2000, learning rates decaying linearly to 0, no weight averaging.
 On a CPU two more things matter: channels-last memory layout (oneDNN's fast convolution path) and bf16
 autocast where the CPU has native bf16 dot products (AVX512-BF16 / AMX): measured 3.3× the fp32 NCHW
-training throughput of this network on an AMD EPYC (Zen 4), 2 threads.
+training throughput of this network on an AMD EPYC (Zen 4), 2 threads. Without them (AVX2 only, e.g. a
+Zen 3) the network trains in fp32 at ~1/3 of that speed, so the quick presets and the 30-minute speed
+benchmark give a time budget (`time_budget_minutes`) and train as many epochs as fit it, at most `epochs`.
 
 The other architectures use the same loop with a classic recipe (Nesterov μ = 0.9, weight decay 5e-4,
 label smoothing 0.1, the triangle schedule, no weight averaging, flips alternating), scaled down in
@@ -37,6 +39,7 @@ References: MNIST test accuracy 99.5 % is the issue's target (LeNet-5 reached 99
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -48,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dldojo.data import images as image_data
+from dldojo.engine import budget
 from dldojo.engine.errors import DojoError
 from dldojo.engine.fit import fit
 from dldojo.engine.registry import Experiment, Reference, register
@@ -115,6 +119,10 @@ class ClassifyConfig:
     """Evaluate on a class-stratified subset of this many test images (0 = all)."""
     eval_every: int = 0
     """Evaluate (no TTA) every N epochs for the curves; 0 = only at the end."""
+    time_budget_minutes: float = 0.0
+    """> 0: the whole run (loading, training, evaluation) should fit in this many minutes on this machine;
+    a few timed steps decide how many epochs (at most `epochs`) that allows (engine/budget.py). 0 = train
+    exactly `epochs`."""
 
     def validate(self) -> None:
         if self.arch not in archs.ARCHITECTURES:
@@ -137,6 +145,8 @@ class ClassifyConfig:
             raise DojoError(f"whiten_eps must be > 0, got {self.whiten_eps}")
         if self.translate < 0:
             raise DojoError(f"translate must be >= 0, got {self.translate}")
+        if self.time_budget_minutes < 0:
+            raise DojoError(f"time_budget_minutes must be >= 0 (0 = no budget), got {self.time_budget_minutes}")
 
 
 def triangle(step: int, total: int, start: float, peak_at: float, end: float) -> float:
@@ -228,6 +238,29 @@ def make_optimizer(model: nn.Module, cfg: ClassifyConfig) -> torch.optim.Optimiz
     return torch.optim.SGD(parameter_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
+def budgeted_epochs(ctx: RunContext, cfg: ClassifyConfig, model: nn.Module, loss_fn, train: tuple,
+                    x_test: torch.Tensor, mirror: bool, bf16: bool) -> float:
+    """The epochs (at most cfg.epochs) that fit cfg.time_budget_minutes on this machine, from a training step
+    and a test prediction timed on a throwaway copy of the model and optimiser (engine/budget.py)."""
+    trial = copy.deepcopy(model)
+    optimizer = make_optimizer(trial, cfg)
+    batch = tuple(t[:cfg.batch_size] for t in train)
+
+    def train_step() -> None:
+        loss = loss_fn(trial, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    probe = x_test[:500]
+    return budget.choose_epochs(
+        cfg.time_budget_minutes, ctx.wall_seconds, cap=cfg.epochs, steps_per_epoch=len(train[0]) // cfg.batch_size,
+        train_step=train_step, predict_probe=lambda: common.predict_logits(
+            trial.eval(), probe, bf16=bf16, channels_last=cfg.channels_last), probe_fraction=len(probe) / len(x_test),
+        predictions_at_end={0: 1, 1: 2 if mirror else 1, 2: 6 if mirror else 3}[cfg.tta],
+        eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images")
+
+
 def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[str, float]:
     started = time.perf_counter()
     train, test = image_data.load(dataset)
@@ -249,22 +282,9 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
     steps_per_epoch = len(x_train) // cfg.batch_size
     if steps_per_epoch < 1:
         raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
-    total_steps = math.ceil(cfg.epochs * steps_per_epoch)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: triangle(s, total_steps, cfg.lr_start, cfg.lr_peak_at, cfg.lr_end))
     steps = TrainingSteps()
-    lookahead = Lookahead(model, total_steps, cfg.lookahead_start_epoch * steps_per_epoch)
-    extra = {"steps": steps, **({"lookahead": lookahead} if cfg.lookahead else {})}
     flip_bits = torch.from_numpy(np.random.default_rng([ctx.seed, 7]).integers(0, 2, len(x_train)))
     index = torch.arange(len(x_train))
-
-    def on_step(step: int) -> None:
-        steps.on_step(step)
-        if cfg.lookahead:
-            lookahead.on_step(step)
-        if step % steps_per_epoch == 0 and cfg.lookahead:
-            lookahead.pull(1.0)  # end of an epoch: the network takes the averaged weights
 
     def loss_fn(net: nn.Module, batch) -> torch.Tensor:
         x, y, i = batch
@@ -280,13 +300,31 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
             logits = net(x)
         return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
 
+    epochs = cfg.epochs
+    if cfg.time_budget_minutes:
+        epochs = ctx.decide("epochs", lambda: budgeted_epochs(ctx, cfg, model, loss_fn, (x_train, y_train, index),
+                                                              x_test, mirror, bf16))
+    total_steps = math.ceil(epochs * steps_per_epoch)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: triangle(s, total_steps, cfg.lr_start, cfg.lr_peak_at, cfg.lr_end))
+    lookahead = Lookahead(model, total_steps, cfg.lookahead_start_epoch * steps_per_epoch)
+    extra = {"steps": steps, **({"lookahead": lookahead} if cfg.lookahead else {})}
+
+    def on_step(step: int) -> None:
+        steps.on_step(step)
+        if cfg.lookahead:
+            lookahead.on_step(step)
+        if step % steps_per_epoch == 0 and cfg.lookahead:
+            lookahead.pull(1.0)  # end of an epoch: the network takes the averaged weights
+
     def evaluate() -> dict[str, float]:
         logits = common.predict_logits(model, x_test, tta=0, mirror=mirror, bf16=bf16,
                                        channels_last=cfg.channels_last)
         return {"test_accuracy_no_tta": common.accuracy(logits, y_test)}
 
     train_started = time.perf_counter()
-    fit(ctx, model, optimizer, (x_train, y_train, index), loss_fn, epochs=cfg.epochs, batch_size=cfg.batch_size,
+    fit(ctx, model, optimizer, (x_train, y_train, index), loss_fn, epochs=epochs, batch_size=cfg.batch_size,
         scheduler=scheduler, evaluate=evaluate if cfg.eval_every else None, eval_every=max(1, cfg.eval_every),
         drop_last=True, on_step=on_step, extra_state=extra)
     train_seconds = time.perf_counter() - train_started
@@ -300,7 +338,7 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
                "train_seconds": train_seconds,
                "train_images_per_second": total_steps * cfg.batch_size / max(train_seconds, 1e-9),
                "eval_seconds": time.perf_counter() - eval_started,
-               "total_seconds": time.perf_counter() - started, "bf16": float(bf16), **info}
+               "total_seconds": time.perf_counter() - started, "bf16": float(bf16), "epochs": epochs, **info}
     ctx.log(total_steps, **{k: metrics[k] for k in ("test_accuracy", "test_accuracy_no_tta")})
     common.save_classifier(ctx, model.to(memory_format=torch.contiguous_format), arch=cfg.arch, arch_kwargs={},
                            num_classes=n_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std,
@@ -315,7 +353,8 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
 CLASSIC = {"batch_size": 256, "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "bn_lr_scale": 1.0,
            "label_smoothing": 0.1, "lr_start": 0.1, "lr_peak_at": 0.15, "lr_end": 0.0, "lookahead": False,
            "tta": 1}
-SMOKE = {"epochs": 1, "batch_size": 32, "train_subset": 128, "test_subset": 64, "tta": 0}
+SMOKE = {"epochs": 1, "batch_size": 32, "train_subset": 128, "test_subset": 64, "tta": 0,
+         "time_budget_minutes": 0.0}
 
 CIFAR_REFS = {
     "airbench94": Reference(0.9401, "Jordan 2024, airbench94 (A100, 3.83 s; mean of many runs)",
@@ -331,19 +370,22 @@ CIFAR_REFS = {
 # Per architecture: (topic detail, quick overrides, full overrides). Quick presets train on a subset
 # to stay within 2 minutes on 2 cores, sized from measured bf16 throughput (e.g. DenseNet-BC 66 train /
 # 64 test img/s at batch 64, ResNet-20 645 / 2258 at 256); the slow networks test on a subset, no TTA.
+# On a CPU without native bf16 (AVX2 only: ~3× slower) their 2-minute time budget trains fewer epochs.
 # Small batches give those one-epoch runs enough steps for BatchNorm's running statistics to settle
 # (measured at batch 256, 14-27 steps: EfficientNet / MobileNet v2 / ResNet-18 / ResNet-164 at chance).
 # Full presets are what the benchmark runs.
+QUICK_BUDGET = {"time_budget_minutes": 2.0}
 MUON_FULL = {"epochs": 16, "batch_size": 2000, "optimizer": "muon", "lr": 1.66, "weight_decay": 2.4e-3,
-             "lookahead": False, "lr_start": 1.0, "lr_peak_at": 0.001, "lr_end": 0.0}
+             "lookahead": False, "lr_start": 1.0, "lr_peak_at": 0.001, "lr_end": 0.0,
+             "time_budget_minutes": 30.0}  # the speed benchmark: at most 16 epochs, as many as fit 30 minutes
 FEW_IMAGES = {"batch_size": 64, "lr": 0.05}  # the classic lr 0.2 at batch 256, scaled linearly
 HEAVY = {**FEW_IMAGES, "epochs": 1, "tta": 0}
 CIFAR_ARCHS = {
     # full: airbench94_muon's recipe (Muon for the filters, batch 2000, linear decay to 0, no weight averaging;
     # its head lr 0.67 on a summed loss with logits / 256 is 1.66 here, on a mean loss with logits / 9) for 16
-    # epochs, which fit the 30-minute budget on 2 cores. Measured: Muon 8 epochs 90.7 % = SGD 9.9 epochs
-    # 90.8 % (the paper's claim: 20 % fewer epochs); Muon 14 epochs 91.4 % in 24.9 min = SGD 15 epochs at
-    # batch 512 91.5 % in 29.6 min.
+    # epochs, which fit the 30-minute budget on 2 cores with bf16 (fewer fit without it). Measured: Muon 8
+    # epochs 90.7 % = SGD 9.9 epochs 90.8 % (the paper's claim: 20 % fewer epochs); Muon 14 epochs 91.4 % in
+    # 24.9 min = SGD 15 epochs at batch 512 91.5 % in 29.6 min.
     # quick keeps the SGD recipe: Muon's batch 2000 leaves too few steps on 18,000 images.
     "airbench94": ("airbench94: whitened plain CNN built for speed (the speed benchmark)",
                    {"epochs": 2, "train_subset": 18000, "tta": 1}, MUON_FULL),
@@ -386,7 +428,7 @@ def _register(name: str, dataset: str, topic: str, presets: dict, references=(),
 
 for _arch, (_topic, _quick, _full) in CIFAR_ARCHS.items():
     _register(f"cifar10-{_arch}", "cifar10", f"CIFAR-10, {_topic}",
-              {"smoke": {"arch": _arch, **{**_full, **SMOKE}}, "quick": {"arch": _arch, **_quick},
+              {"smoke": {"arch": _arch, **{**_full, **SMOKE}}, "quick": {"arch": _arch, **_quick, **QUICK_BUDGET},
                "full": {"arch": _arch, **_full}},
               references=tuple(r for a, r in CIFAR_REFS.items() if a == _arch),
               target=0.93 if _arch == "airbench94" else None)
@@ -397,14 +439,14 @@ for _arch, (_topic, _quick, _full) in CIFAR_ARCHS.items():
 DIGITS = {"arch": "airbench93", "flip": "none", "tta": 2, "batch_size": 512, "lr": 1.0, "weight_decay": 1e-3,
           "label_smoothing": 0.1, "bf16": "off"}
 _register("mnist-cnn", "mnist", "MNIST digits (narrow airbench CNN, no flips)",
-          {"smoke": {**DIGITS, **SMOKE}, "quick": {**DIGITS, "epochs": 2, "train_subset": 30000},
+          {"smoke": {**DIGITS, **SMOKE}, "quick": {**DIGITS, "epochs": 2, "train_subset": 30000, **QUICK_BUDGET},
            "full": {**DIGITS, "epochs": 8}},
           references=(Reference(0.9905, "LeCun et al. 1998, LeNet-5 (no distortions)", "test error 0.95 %"),
                       Reference(0.995, "dldojo issue target", "MNIST test accuracy")),
           target=0.995)
 _register("fashion-cnn", "fashion-mnist", "Fashion-MNIST (narrow airbench CNN, horizontal flips)",
           {"smoke": {**DIGITS, **SMOKE, "flip": "alternating"},
-           "quick": {**DIGITS, "flip": "alternating", "epochs": 2, "train_subset": 30000},
+           "quick": {**DIGITS, "flip": "alternating", "epochs": 2, "train_subset": 30000, **QUICK_BUDGET},
            "full": {**DIGITS, "flip": "alternating", "epochs": 10}},
           references=(Reference(0.9354, "Zalando benchmark table: best reported at release (ResNet-18-ish)",
                                 "github.com/zalandoresearch/fashion-mnist"),))
