@@ -61,14 +61,18 @@ def choose_epochs(minutes: float, elapsed_seconds: float, *, cap: float, steps_p
                   predictions_at_end: int, eval_every: float = 0.0, quiet: bool = False, what: str = "") -> float:
     """Time `train_step` (one optimiser step on throwaway copies) and `predict_probe` (a prediction on
     `probe_fraction` of the test set), then `epochs_within` the budget: `predictions_at_end` test passes
-    after training (TTA views, ...) and one every `eval_every` epochs. Prints the choice."""
+    after training (TTA views, ...) and one every `eval_every` epochs. The probe's own time (several
+    steps: ~15 s of a 2-minute quick run on a slow CPU) counts as spent. Prints the choice."""
+    probe_started = time.perf_counter()
     step_seconds = seconds_per_call(train_step)
     with torch.no_grad():
         test_seconds = seconds_per_call(predict_probe, calls=1) / probe_fraction
+    elapsed_seconds += time.perf_counter() - probe_started
     epochs = epochs_within(60 * minutes, elapsed_seconds, epoch_seconds=step_seconds * steps_per_epoch, cap=cap,
                            eval_seconds=test_seconds, eval_every=eval_every,
                            final_seconds=predictions_at_end * test_seconds)
     if not quiet:
         print(f"[dldojo] time budget {minutes:g} min: {epochs:g} of at most {cap:g} epochs ({step_seconds:.2f} s "
-              f"per training step{what} on this machine)", file=sys.stderr)
+              f"per training step{what}, {test_seconds:.1f} s per test pass on this machine; "
+              f"{elapsed_seconds:.0f} s spent so far)", file=sys.stderr)
     return epochs
