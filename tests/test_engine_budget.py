@@ -20,11 +20,11 @@ ACCURACY_KEYS = ("test_accuracy", "test_accuracy_no_tta")
 
 
 def test_epochs_within_is_the_formula_in_tenths_capped_and_never_zero(capsys):
-    # 0.95 · (100 − 10 − 5) / 10 s per epoch = 8.075 → 8.0
-    assert budget.epochs_within(100, 10, epoch_seconds=10, cap=50, final_seconds=5) == 8.0
-    # an evaluation of 4 s every 2 epochs makes an epoch cost 12 s: 0.95 · 85 / 12 = 6.73 → 6.7
+    # 0.95 · (100 − 10 elapsed − 5 final − 5 reserved for the report) / 10 s per epoch = 7.6
+    assert budget.epochs_within(100, 10, epoch_seconds=10, cap=50, final_seconds=5) == pytest.approx(7.6)
+    # an evaluation of 4 s every 2 epochs makes an epoch cost 12 s: 0.95 · 80 / 12 = 6.33 → 6.3
     assert budget.epochs_within(100, 10, epoch_seconds=10, cap=50, eval_seconds=4, eval_every=2,
-                                final_seconds=5) == pytest.approx(6.7)
+                                final_seconds=5) == pytest.approx(6.3)
     assert budget.epochs_within(100, 10, epoch_seconds=10, cap=3.5, final_seconds=5) == 3.5
     assert budget.epochs_within(10, 30, epoch_seconds=10, cap=5) == budget.GRID
     assert "raise time_budget_minutes" in capsys.readouterr().err
@@ -57,13 +57,13 @@ def test_a_budget_that_fits_the_cap_changes_nothing(synthetic_data):
 def test_a_budgeted_run_trains_what_fits_and_a_resumed_run_keeps_that_choice(synthetic_data, monkeypatch):
     # pretend every timed call (a training step of 16, a test prediction) takes 0.5 s on this machine
     monkeypatch.setattr(budget, "seconds_per_call", lambda fn, calls=3, warmup=1: 0.5)
-    sets = ["epochs=20", "batch_size=16", "train_subset=160", "time_budget_minutes=0.25"]  # 10 steps = 5 s an epoch
+    sets = ["epochs=20", "batch_size=16", "train_subset=160", "time_budget_minutes=0.3"]  # 10 steps = 5 s an epoch
     monkeypatch.setenv(INTERRUPT_ENV, "12")
     with pytest.raises(RunInterrupted):
         run_experiment("cifar10-airbench93", preset="smoke", sets=sets, quiet=True, report=False)
     run_dir = next(Path(os.environ["DLDOJO_RUNS"], "cifar10-airbench93").iterdir())
     chosen = json.loads((run_dir / "decisions.json").read_text())["epochs"]
-    assert 1.9 <= chosen <= 2.7  # 0.95 · (15 s − loading − 0.5 s of testing) / 5 s, in tenths
+    assert 1.5 <= chosen <= 2.4  # 0.95 · (18 s − loading − 0.5 s of testing − 5 s reserved) / 5 s, in tenths
     # the machine is slower now: choosing again would give 0.1 epoch; the resumed run keeps its choice
     monkeypatch.setattr(budget, "seconds_per_call", lambda fn, calls=3, warmup=1: 100.0)
     monkeypatch.delenv(INTERRUPT_ENV)
@@ -76,8 +76,8 @@ def test_a_budgeted_run_trains_what_fits_and_a_resumed_run_keeps_that_choice(syn
 def test_transfer_budget_counts_its_evaluations(synthetic_data, monkeypatch):
     monkeypatch.setattr(budget, "seconds_per_call", lambda fn, calls=3, warmup=1: 0.25)
     # smoke: 64 flowers in batches of 16 = 4 steps (1 s) an epoch, a 0.25 s evaluation after each one, and
-    # 7 predictions at the end (6 TTA views + the plain one): 0.95 · (6 s − loading − 1.75 s) / 1.25 s.
-    # Without the evaluations it would be 0.95 · 6 / 1 = 5.7.
+    # 7 predictions at the end (6 TTA views + the plain one): 0.95 · (12 s − loading − 1.75 s − 5 s) / 1.25 s.
+    # Without the evaluations it would be 0.95 · (12 − 5) / 1 = 6.6.
     summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, report=False,
-                             sets=["epochs=20", "tta=2", "time_budget_minutes=0.1", "variants=scratch,finetune"])
-    assert 1.5 <= summary["metrics"]["epochs"] <= 3.3
+                             sets=["epochs=20", "tta=2", "time_budget_minutes=0.2", "variants=scratch,finetune"])
+    assert 2.5 <= summary["metrics"]["epochs"] <= 4.0

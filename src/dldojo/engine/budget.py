@@ -6,7 +6,7 @@ fix its epochs once for every CPU: the same airbench94 step runs ~3× faster on 
 before training, the experiment times a few steps on throwaway copies of its model and optimiser and
 trains for
 
-    epochs = min(cap, ⌊0.95 · (budget − elapsed − final evaluation) / (epoch + evaluation per epoch)⌋)
+    epochs = min(cap, ⌊0.95 · (budget − elapsed − final evaluation − 5 s) / (epoch + evaluation per epoch)⌋)
 
 rounded down to a tenth of an epoch. The choice goes through `RunContext.decide`, so a resumed run keeps
 it, and into the summary (`epochs`), so a budgeted run can be replayed exactly with `--set epochs=E
@@ -24,6 +24,7 @@ import torch
 
 SAFETY = 0.95  # the probe's steps are the run's first (cold caches); leave room for its noise
 GRID = 0.1     # epochs are chosen in tenths, so timing noise rarely changes the choice
+RESERVE = 5.0  # seconds for what follows the evaluation: weights, figures, the report
 
 
 def seconds_per_call(fn: Callable[[], object], calls: int = 3, warmup: int = 1) -> float:
@@ -45,7 +46,7 @@ def epochs_within(budget_seconds: float, elapsed_seconds: float, *, epoch_second
     """The most epochs (≤ cap, in tenths) whose training, periodic evaluation (`eval_seconds` every
     `eval_every` epochs; 0 = none) and final evaluation fit in what is left of the budget."""
     per_epoch = epoch_seconds + (eval_seconds / eval_every if eval_every else 0.0)
-    left = SAFETY * (budget_seconds - elapsed_seconds - final_seconds)
+    left = SAFETY * (budget_seconds - elapsed_seconds - final_seconds - RESERVE)
     epochs = math.floor(max(left, 0.0) / per_epoch / GRID) * GRID if per_epoch > 0 else cap
     if epochs < GRID:
         print(f"[dldojo] the time budget ({budget_seconds / 60:.1f} min) leaves no room here: one epoch takes "
@@ -58,10 +59,12 @@ def epochs_within(budget_seconds: float, elapsed_seconds: float, *, epoch_second
 
 def choose_epochs(minutes: float, elapsed_seconds: float, *, cap: float, steps_per_epoch: int,
                   train_step: Callable[[], object], predict_probe: Callable[[], object], probe_fraction: float,
-                  predictions_at_end: int, eval_every: float = 0.0, quiet: bool = False, what: str = "") -> float:
+                  predictions_at_end: int, steps_at_end: int = 0, eval_every: float = 0.0, quiet: bool = False,
+                  what: str = "") -> float:
     """Time `train_step` (one optimiser step on throwaway copies) and `predict_probe` (a prediction on
     `probe_fraction` of the test set), then `epochs_within` the budget: `predictions_at_end` test passes
-    after training (TTA views, ...) and one every `eval_every` epochs. The probe's own time (several
+    and `steps_at_end` training steps (throughput measurements) after training, and a test pass every
+    `eval_every` epochs. The probe's own time (several
     steps: ~15 s of a 2-minute quick run on a slow CPU) counts as spent. Prints the choice."""
     probe_started = time.perf_counter()
     step_seconds = seconds_per_call(train_step)
@@ -70,7 +73,7 @@ def choose_epochs(minutes: float, elapsed_seconds: float, *, cap: float, steps_p
     elapsed_seconds += time.perf_counter() - probe_started
     epochs = epochs_within(60 * minutes, elapsed_seconds, epoch_seconds=step_seconds * steps_per_epoch, cap=cap,
                            eval_seconds=test_seconds, eval_every=eval_every,
-                           final_seconds=predictions_at_end * test_seconds)
+                           final_seconds=predictions_at_end * test_seconds + steps_at_end * step_seconds)
     if not quiet:
         print(f"[dldojo] time budget {minutes:g} min: {epochs:g} of at most {cap:g} epochs ({step_seconds:.2f} s "
               f"per training step{what}, {test_seconds:.1f} s per test pass on this machine; "

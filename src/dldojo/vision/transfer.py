@@ -549,6 +549,7 @@ def budgeted_epochs(ctx: RunContext, cfg: TransferConfig, model: SideBySide, los
         predict_probe=lambda: [common.predict_logits(net, probe, bf16=bf16, channels_last=cfg.channels_last)
                                for net in trial.eval().nets.values()],
         predictions_at_end={0: 1, 1: 2, 2: 6}[cfg.tta] + 1,  # TTA views, then the plain prediction
+        steps_at_end=4,  # images_per_second: a warm-up and 3 timed steps of every variant
         eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images × {len(trial.nets)} variants")
 
 
