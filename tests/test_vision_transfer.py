@@ -268,11 +268,12 @@ def test_real_flowers_a_cifar_source_beats_chance_after_a_few_epochs(real_data):
     # a small airbench pre-trained for two epochs on 4,000 CIFAR-10 images, then two variants for a few
     # epochs on 1,200 flowers at 32 px: both must learn (chance is 0.24, the largest class).
     # Measured on the 2-core CI machine (seed 0, 1 thread, head_norm on): source 0.489, scratch 0.630, finetune 0.638.
-    source = run_experiment("pretrain-cifar10", preset="smoke", quiet=True, threads=1, report=False,
+    # It runs on both threads now (128 s -> 56 s on an AVX2-only Zen 3); the thresholds keep their wide margin.
+    source = run_experiment("pretrain-cifar10", preset="smoke", quiet=True, report=False,
                             sets=["arch=airbench93", "train_subset=4000", "test_subset=1000", "epochs=2",
                                   "batch_size=250", "lr=0.4"])
     assert source["metrics"]["test_accuracy"] > 0.35, source["metrics"]
-    summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False,
+    summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, report=False,
                              sets=[f"source_run={source['run_dir']}", "image_size=32", "train_subset=1200",
                                    "test_subset=400", "epochs=4", "batch_size=32", "variants=scratch,finetune",
                                    "lr=0.05"])

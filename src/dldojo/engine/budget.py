@@ -47,7 +47,8 @@ def epochs_within(budget_seconds: float, elapsed_seconds: float, *, epoch_second
     `eval_every` epochs; 0 = none) and final evaluation fit in what is left of the budget."""
     per_epoch = epoch_seconds + (eval_seconds / eval_every if eval_every else 0.0)
     left = SAFETY * (budget_seconds - elapsed_seconds - final_seconds - RESERVE)
-    epochs = math.floor(max(left, 0.0) / per_epoch / GRID) * GRID if per_epoch > 0 else cap
+    # round(…, 6) first: 7.6 / 0.1 is 75.99999… in floating point, and 7.6 epochs do fit
+    epochs = math.floor(round(max(left, 0.0) / per_epoch / GRID, 6)) * GRID if per_epoch > 0 else cap
     if epochs < GRID:
         print(f"[dldojo] the time budget ({budget_seconds / 60:.1f} min) leaves no room here: one epoch takes "
               f"{per_epoch:.0f} s and {elapsed_seconds + final_seconds:.0f} s go to loading and evaluation; "
