@@ -58,6 +58,18 @@ def epochs_within(budget_seconds: float, elapsed_seconds: float, *, epoch_second
     return round(min(cap, epochs), 6)
 
 
+def optimiser_step(loss_fn: Callable, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   batch: tuple) -> Callable[[], None]:
+    """One training step of `model` — a throwaway copy, with its own optimiser — as a callable to time."""
+    def step() -> None:
+        loss = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def choose_epochs(minutes: float, elapsed_seconds: float, *, cap: float, steps_per_epoch: int,
                   train_step: Callable[[], object], predict_probe: Callable[[], object], probe_fraction: float,
                   predictions_at_end: int, steps_at_end: int = 0, eval_every: float = 0.0, quiet: bool = False,

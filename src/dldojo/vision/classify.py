@@ -243,20 +243,13 @@ def budgeted_epochs(ctx: RunContext, cfg: ClassifyConfig, model: nn.Module, loss
     """The epochs (at most cfg.epochs) that fit cfg.time_budget_minutes on this machine, from a training step
     and a test prediction timed on a throwaway copy of the model and optimiser (engine/budget.py)."""
     trial = copy.deepcopy(model)
-    optimizer = make_optimizer(trial, cfg)
-    batch = tuple(t[:cfg.batch_size] for t in train)
-
-    def train_step() -> None:
-        loss = loss_fn(trial, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    train_step = budget.optimiser_step(loss_fn, trial, make_optimizer(trial, cfg),
+                                       tuple(t[:cfg.batch_size] for t in train))
     probe = x_test[:500]
     return budget.choose_epochs(
         cfg.time_budget_minutes, ctx.wall_seconds, cap=cfg.epochs, steps_per_epoch=len(train[0]) // cfg.batch_size,
-        train_step=train_step, predict_probe=lambda: common.predict_logits(
-            trial.eval(), probe, bf16=bf16, channels_last=cfg.channels_last), probe_fraction=len(probe) / len(x_test),
+        train_step=train_step, probe_fraction=len(probe) / len(x_test),
+        predict_probe=lambda: common.predict_logits(trial, probe, bf16=bf16, channels_last=cfg.channels_last),
         predictions_at_end={0: 1, 1: 2 if mirror else 1, 2: 6 if mirror else 3}[cfg.tta],
         eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images")
 

@@ -534,20 +534,13 @@ def budgeted_epochs(ctx: RunContext, cfg: TransferConfig, model: SideBySide, los
         trial.nets["frozen_then_finetune"].freeze(False)
     optimizer = torch.optim.SGD([p for p in trial.parameters() if p.requires_grad], lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=True)
-    batch = tuple(t[:cfg.batch_size] for t in train)
-
-    def train_step() -> None:
-        loss = loss_fn(trial, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    train_step = budget.optimiser_step(loss_fn, trial, optimizer, tuple(t[:cfg.batch_size] for t in train))
     probe = x_test[:200]
     return budget.choose_epochs(
         cfg.time_budget_minutes, elapsed_seconds, cap=cfg.epochs, steps_per_epoch=len(train[0]) // cfg.batch_size,
         train_step=train_step, probe_fraction=len(probe) / len(x_test),
         predict_probe=lambda: [common.predict_logits(net, probe, bf16=bf16, channels_last=cfg.channels_last)
-                               for net in trial.eval().nets.values()],
+                               for net in trial.nets.values()],
         predictions_at_end={0: 1, 1: 2, 2: 6}[cfg.tta] + 1,  # TTA views, then the plain prediction
         steps_at_end=4,  # images_per_second: a warm-up and 3 timed steps of every variant
         eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images × {len(trial.nets)} variants")
