@@ -45,7 +45,8 @@ def machine(result: dict) -> str:
     cpu = result["cpu"]
     name = "AMD EPYC" if "AMD" in cpu else "Intel Xeon" if "Intel" in cpu else cpu
     if result.get("cpu_isa"):
-        name += f" {result.get('cpu_family_model') or ''} [{', '.join(result['cpu_isa'])}]".replace("  ", " ")
+        family_model = result.get("cpu_family_model")
+        name += (f" {family_model}" if family_model else "") + f" [{', '.join(result['cpu_isa'])}]"
     return name
 
 

@@ -77,8 +77,8 @@ def choose_epochs(minutes: float, elapsed_seconds: float, *, cap: float, steps_p
     """Time `train_step` (one optimiser step on throwaway copies) and `predict_probe` (a prediction on
     `probe_fraction` of the test set), then `epochs_within` the budget: `predictions_at_end` test passes
     and `steps_at_end` training steps (throughput measurements) after training, and a test pass every
-    `eval_every` epochs. The probe's own time (several
-    steps: ~15 s of a 2-minute quick run on a slow CPU) counts as spent. Prints the choice."""
+    `eval_every` epochs. The probe's own time (~15 s of a 2-minute quick run on a slow CPU) counts as
+    spent. Prints the choice."""
     probe_started = time.perf_counter()
     step_seconds = seconds_per_call(train_step)
     with torch.no_grad():

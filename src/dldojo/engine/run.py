@@ -83,16 +83,21 @@ SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+def cpu_fields() -> dict[str, str]:
+    """The first core's entries of /proc/cpuinfo ("model name", "cpu family", "flags", ...); {} where there is none."""
+    fields: dict[str, str] = {}
     try:
-        text = CPUINFO.read_text()
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        pass
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is missing)."""
+    return set(cpu_fields().get("flags", "").split())
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -102,15 +107,10 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def machine_info() -> dict[str, Any]:
-    fields: dict[str, str] = {}
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())  # the first core's entry
-    except OSError:
-        pass
+    fields = cpu_fields()
     cpu = fields.get("model name") or platform.processor() or platform.machine()
     family_model = f"{fields['cpu family']}/{fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    flags = set(fields.get("flags", "").split())
     commit = ""
     try:
         root = Path(__file__).resolve().parents[3]
@@ -118,7 +118,6 @@ def machine_info() -> dict[str, Any]:
                                 text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    flags = cpu_flags()
     return {"cpu": cpu, "cpu_family_model": family_model, "cpu_isa": [f for f in SPEED_FLAGS if f in flags],
             "cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "commit": commit}
