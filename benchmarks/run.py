@@ -35,8 +35,8 @@ def run_one(name: str, preset: str, seed: int, sets: list[str], out: Path, threa
         raise SystemExit(f"benchmark failed:\n{proc.stderr[-3000:]}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     full = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
-    print(f"  {summary['metrics']}  wall {summary['wall_seconds']:.1f}s  threads {summary['threads']}",
-          file=sys.stderr, flush=True)
+    print(f"  {summary['metrics']}  wall {summary['timings']['wall_seconds']:.1f}s  "
+          f"threads {summary['facts']['threads']}", file=sys.stderr, flush=True)
     return full
 
 
@@ -54,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from dldojo.engine import registry
+    from dldojo.engine.launch import summary_value
 
     if args.all_quick:
         jobs = [(name, "quick", name + "-quick") for name, e in registry.load_all().items()
@@ -63,19 +64,21 @@ def main() -> None:
     for name, preset, tag in jobs:
         runs = [run_one(name, preset, seed, args.set, Path(args.out), args.threads) for seed in args.seeds]
         experiment = registry.get(name)
-        values = [r["metrics"][experiment.metric] for r in runs]
+        values = [summary_value(r, experiment.metric) for r in runs]
+        facts = runs[0]["facts"]
         record = {
             "tag": tag, "experiment": name, "preset": preset, "sets": args.set, "seeds": args.seeds,
             "metric": experiment.metric, "direction": experiment.direction, "target": experiment.target,
             "mean": statistics.fmean(values), "min": min(values), "max": max(values),
-            "wall_seconds_max": max(r["wall_seconds"] for r in runs),
-            "threads": runs[0]["threads"], "cpu": runs[0]["cpu"], "cpu_isa": runs[0].get("cpu_isa"),
-            "cpu_family_model": runs[0].get("cpu_family_model"), "torch": runs[0]["torch"],
-            "commit": runs[0]["commit"], "date": time.strftime("%Y-%m-%d"),
+            "wall_seconds_max": max(r["timings"]["wall_seconds"] for r in runs),
+            "threads": facts["threads"], "cpu": facts["cpu"], "cpu_isa": facts.get("cpu_isa"),
+            "cpu_family_model": facts.get("cpu_family_model"), "torch": facts["torch"],
+            "commit": facts["commit"], "date": time.strftime("%Y-%m-%d"),
             "command": f"dldojo run {name} --preset {preset}" + "".join(f" --set {s}" for s in args.set)
                        + (f" --threads {args.threads}" if args.threads else "")
                        + f" --seed {{{','.join(map(str, args.seeds))}}}",
-            "runs": [{k: r[k] for k in ("seed", "metrics", "wall_seconds", "threads")} for r in runs],
+            "runs": [{"seed": r["seed"], "metrics": r["metrics"], "timings": r["timings"], "facts": r["facts"]}
+                     for r in runs],
             "references": runs[0]["references"],
         }
         path = ROOT / "results" / f"{tag}.json"

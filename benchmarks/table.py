@@ -68,7 +68,8 @@ def throughput_table() -> str:
             "|---|---|---|---|---|---|---|---|---|"]
     for path in result_files():
         r = json.loads(path.read_text())
-        m = r["runs"][0]["metrics"]
+        run = r["runs"][0]  # results before engine v2 kept params and img/s among the metrics
+        m = {**run.get("facts", {}), **run.get("timings", {}), **run["metrics"]}
         if "train_images_per_second" not in m or "params" not in m:
             continue
         rows.append(f"| {r['tag']} | {r['preset']} | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.0f} M | "

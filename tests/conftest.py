@@ -34,3 +34,49 @@ def real_data(monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("DLDOJO_OFFLINE", "1")
     monkeypatch.setenv("DLDOJO_RUNS", str(tmp_path / "runs"))
     return Path(REAL_DATA.split(os.pathsep)[0])
+
+
+# ----- resume equality, for any experiment -----
+TIMING_KEYS = ("wall", "seconds", "per_second", "img_s", "_rate_s")
+
+
+def logged_steps(run_dir) -> list[dict]:
+    """metrics.jsonl without its timings (wall clock, seconds, rates): what must repeat exactly."""
+    from dldojo.engine.files import read_jsonl
+
+    return [{k: v for k, v in r.items() if not any(t in k for t in TIMING_KEYS)}
+            for r in read_jsonl(Path(run_dir) / "metrics.jsonl")]
+
+
+def assert_resume_equal(name: str, preset: str = "smoke", sets: list[str] = (), seed: int = 1,
+                        stop: int | None = None, full: dict | None = None) -> dict:
+    """Interrupt a run with a real SIGINT at step `stop` (default: half its last logged step), resume it, and
+    check that its metrics and log equal those of the uninterrupted run `full` (run here when not given)."""
+    from dldojo.engine.errors import RunInterrupted
+    from dldojo.engine.launch import run_experiment
+    from dldojo.engine.run import INTERRUPT_ENV
+
+    if full is None:
+        full = run_experiment(name, preset=preset, sets=list(sets), seed=seed, quiet=True, report=False)
+    if stop is None:
+        steps = [r["step"] for r in logged_steps(full["run_dir"])]
+        stop = max(1, max(steps, default=2) // 2)
+    before = set(Path(os.environ["DLDOJO_RUNS"], name).iterdir())
+    os.environ[INTERRUPT_ENV] = str(stop)
+    try:
+        with pytest.raises(RunInterrupted):
+            run_experiment(name, preset=full["preset"], sets=list(sets), seed=full["seed"], quiet=True,
+                           report=False)
+    finally:
+        del os.environ[INTERRUPT_ENV]
+    (interrupted,) = set(Path(os.environ["DLDOJO_RUNS"], name).iterdir()) - before
+    resumed = run_experiment(resume=interrupted, quiet=True, report=False)
+    assert resumed["metrics"] == full["metrics"], f"{name}: resumed at step {stop}, metrics differ"
+    assert logged_steps(resumed["run_dir"]) == logged_steps(full["run_dir"]), f"{name}: logs differ after resume"
+    return resumed
+
+
+@pytest.fixture
+def resume_equal():
+    """`resume_equal(name, preset="smoke", sets=(), seed=1, stop=None, full=None)`: see assert_resume_equal."""
+    return assert_resume_equal

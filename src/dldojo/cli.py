@@ -10,10 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from dldojo.engine.console import format_table
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
 
-# Modules that add family-specific subcommands; each defines `add_commands(subparsers)`.
-COMMAND_MODULES = ("dldojo.recsys.cli", "dldojo.rl.cli", "dldojo.text.cli", "dldojo.vision.cli")
 
 EPILOG = """examples:
   dldojo list                                   what can be run
@@ -29,12 +28,6 @@ data: datasets are looked up in $DLDOJO_DATA (':'-separated roots), then ~/.cach
 """
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def cmd_list(args) -> int:
     from dldojo.engine import registry
 
@@ -46,7 +39,7 @@ def cmd_list(args) -> int:
         target = f"{'<=' if exp.direction == 'min' else '>='} {exp.target:g}" if exp.target is not None else ""
         where = ",".join(exp.datasets) or exp.environment
         rows.append([exp.name, exp.topic, where, f"{exp.metric} ({exp.direction})", target, refs])
-    print(_table(rows, ["name", "topic", "dataset", "metric", "target", "references"]))
+    print(format_table(rows, ["name", "topic", "dataset", "metric", "target", "references"]))
     return 0
 
 
@@ -70,14 +63,18 @@ def cmd_show(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from dldojo.engine.launch import run_experiment
+    from dldojo.engine.launch import run_experiment, summary_value
 
     summary = run_experiment(args.name, preset=args.preset, sets=args.set or [], seed=args.seed, out=args.out,
                              resume=args.resume, threads=args.threads, quiet=args.quiet,
-                             checkpoint_every_seconds=args.checkpoint_every, report=not args.no_report)
-    keys = ("experiment", "preset", "seed", "metrics", "wall_seconds", "threads", "run_dir")
+                             checkpoint_every_seconds=args.checkpoint_every, report=not args.no_report,
+                             force=args.force)
+    keys = ("experiment", "preset", "seed", "metrics", "timings", "facts", "run_dir")
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
+    if summary.get("already_finished"):
+        print(f"{summary['run_dir']} has already finished; nothing to resume (--force trains it again from the "
+              f"start).", file=sys.stderr)
     if args.json:
         print(json.dumps({k: summary[k] for k in keys}))
     else:
@@ -86,12 +83,12 @@ def cmd_run(args) -> int:
         primary, target = summary["primary_metric"], summary["target"]
         for ref in summary["references"]:
             print(f"  reference {ref['metric']} {ref['value']:g}: {ref['source']}")
-        if target is not None and primary in summary["metrics"]:
-            value = summary["metrics"][primary]
+        value = summary_value(summary, primary)
+        if target is not None and value is not None:
             met = value <= target if summary["direction"] == "min" else value >= target
             print(f"  target {primary} {'<=' if summary['direction'] == 'min' else '>='} {target:g} "
                   f"(full preset): {'met' if met else 'missed'}")
-        print(f"  wall {summary['wall_seconds']:.1f} s, {summary['threads']} threads; "
+        print(f"  wall {summary['timings']['wall_seconds']:.1f} s, {summary['facts']['threads']} threads; "
               f"report: {summary['run_dir']}/report.html")
     return 0
 
@@ -109,7 +106,7 @@ def cmd_runs(args) -> int:
     if not rows:
         print(f"no runs under {runs_root(args.out)}")
         return 0
-    print(_table(rows, ["run_dir", "experiment", "preset", "seed", "state", "wall", "metrics"]))
+    print(format_table(rows, ["run_dir", "experiment", "preset", "seed", "state", "wall", "metrics"]))
     return 0
 
 
@@ -128,7 +125,7 @@ def cmd_data(args) -> int:
         for ds in store.all_datasets().values():
             st = store.status(ds.name)
             rows.append([ds.name, st.state, str(st.path or ""), ds.description, ds.license])
-        print(_table(rows, ["name", "status", "location", "what", "license"]))
+        print(format_table(rows, ["name", "status", "location", "what", "license"]))
         return 0
     if not args.name:
         raise DojoError(f"`dldojo data {args.action}` needs a dataset name (see `dldojo data list`).")
@@ -181,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="periodic checkpoint interval (default 60 s); Ctrl-C always checkpoints")
     p.add_argument("--no-report", action="store_true", help="skip writing report.html")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume of a finished run: train it again from the start (default: do nothing)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="past runs with their state and metrics")
@@ -200,8 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="verify only what is already on disk")
     p.set_defaults(func=cmd_data)
 
-    for module in COMMAND_MODULES:  # family-specific commands (recommend, translate, play, explain, ...)
-        importlib.import_module(module).add_commands(sub)
+    from dldojo.engine.family import families
+
+    for family in families():  # family-specific commands (recommend, translate, play, explain, ...)
+        if family.commands:
+            importlib.import_module(family.commands).add_commands(sub)
     return parser
 
 
@@ -224,3 +226,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint of the first one (if any) is on disk
+        print("\n[dldojo] aborted", file=sys.stderr)
+        return 130

@@ -1,7 +1,7 @@
 """`fit`: the shared supervised training loop (epochs of shuffled minibatches + periodic evaluation).
 
-Shuffling uses a permutation seeded by (run seed, epoch), so a resumed run can regenerate the order of
-an interrupted epoch and skip the batches it already did: resume needs only the step counter. Under
+Each epoch's order is a permutation seeded by `ctx.seed_for(f"fit/shuffle/{epoch}")`, so a resumed run
+regenerates the order of an interrupted epoch and skips the batches it already did. Under
 `torchrun` every rank takes its slice of each batch and DDP averages the gradients.
 RL, GAN and MCTS loops do not use this: they are written out in their experiment files.
 """
@@ -19,11 +19,11 @@ from dldojo.engine.run import RunContext
 Batch = tuple[torch.Tensor, ...]
 
 
-def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+def epoch_permutation(ctx: RunContext, n: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """The order of epoch `epoch`'s examples: the same on every rank and after a resume."""
     if not shuffle:
         return torch.arange(n)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(ctx.seed_for(f"fit/shuffle/{epoch}")))
 
 
 def fit(
@@ -53,8 +53,8 @@ def fit(
     `scheduler.step()` is called after every optimiser step, then `on_step(step)` (e.g. weight
     averaging). `evaluate()` runs every `eval_every` epochs and after the last one, with the model in
     eval mode and gradients off. `epochs` may be fractional (9.9 epochs = ceil(9.9 · steps per epoch)
-    steps); `drop_last` skips each epoch's incomplete last batch. Objects in `extra_state` (anything
-    with `state_dict()` / `load_state_dict()`) are checkpointed and restored with the model.
+    steps); `drop_last` skips each epoch's incomplete last batch. Objects in `extra_state` (anything with
+    `state_dict()` / `load_state_dict()`) are checkpointed and loaded in place with the model.
     """
     is_tensors = isinstance(train, tuple | list)
     n = len(train[0]) if is_tensors else len(train)  # type: ignore[arg-type]
@@ -66,28 +66,12 @@ def fit(
     extra_state = extra_state or {}
     net = ctx.wrap_model(model)
 
-    step, loss_sum, loss_count = 0, 0.0, 0
-    metrics: dict[str, float] = {}
-    saved = ctx.restore()
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        step, loss_sum, loss_count = saved["step"], saved["loss_sum"], saved["loss_count"]
-        metrics = dict(saved.get("metrics", {}))
-        for key, obj in extra_state.items():
-            obj.load_state_dict(saved["extra"][key])
-
-    def state() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "loss_sum": loss_sum, "loss_count": loss_count, "metrics": metrics,
-                "extra": {key: obj.state_dict() for key, obj in extra_state.items()}}
-
+    state = {"model": model, "optimizer": optimizer, "loss_sum": 0.0, "loss_count": 0, "metrics": {},
+             **({"scheduler": scheduler} if scheduler is not None else {}), **extra_state}
+    step = ctx.restore(state)
     bar = ctx.progress(total_steps, initial=step)
     for epoch in range(step // steps_per_epoch, last_epoch):
-        order = epoch_permutation(n, ctx.seed, epoch, shuffle)
+        order = epoch_permutation(ctx, n, epoch, shuffle)
         model.train()
         batches = [order[i:i + batch_size] for i in range(0, steps_per_epoch * batch_size, batch_size)]
         epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
@@ -111,21 +95,23 @@ def fit(
                 on_step(step)
             loss_value = loss.item()
             ctx.check_finite(loss_value, step)
-            loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
+            state["loss_sum"] += loss_value
+            state["loss_count"] += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", **{k: f"{v:.4f}" for k, v in list(metrics.items())[:1]})
+            bar.set_postfix(loss=f"{state['loss_sum'] / state['loss_count']:.4f}",
+                            **{k: f"{v:.4f}" for k, v in list(state["metrics"].items())[:1]})
             if batch_index == epoch_steps - 1:  # end of epoch: evaluate and log before checkpointing
-                record = {"epoch": epoch + 1, "train_loss": loss_sum / loss_count}
+                record = {"epoch": epoch + 1, "train_loss": state["loss_sum"] / state["loss_count"]}
                 if evaluate is not None and ((epoch + 1) % eval_every == 0 or step == total_steps):
                     model.eval()
                     with torch.no_grad():
-                        metrics = evaluate()
+                        state["metrics"] = evaluate()
                     model.train()
-                    record.update(metrics)
+                    record.update(state["metrics"])
                 if optimizer.param_groups:
                     record["lr"] = optimizer.param_groups[0]["lr"]
                 ctx.log(step, **record)
-                loss_sum, loss_count = 0.0, 0
+                state["loss_sum"], state["loss_count"] = 0.0, 0
             ctx.tick(step, state)
     bar.close()
-    return metrics
+    return state["metrics"]

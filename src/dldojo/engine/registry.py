@@ -3,36 +3,21 @@
 An experiment declares who it is (name, curriculum topic, paper), what it trains on, how it is
 configured (a dataclass plus `smoke` / `quick` / `full` presets), what it reports (primary metric and
 direction) and what it is compared with (reference numbers). `run(ctx, cfg)` does the work and returns
-the final metrics.
+the final metrics. Families declare their experiment modules (`engine.family`); importing one registers
+its experiments.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from typing import Any, Literal
 
+from dldojo.engine import family
 from dldojo.engine.errors import DojoError, did_you_mean
 
 PRESETS = ("smoke", "quick", "full")
 
-# Modules that register experiments; a new family adds its modules here.
-EXPERIMENT_MODULES = (
-    "dldojo.recsys.collab",
-    "dldojo.recsys.mf_sgd",
-    "dldojo.recsys.autorec",
-    "dldojo.rl.alphazero",
-    "dldojo.text.seq2seq",
-    "dldojo.text.transformer",
-    "dldojo.rl.q_table",
-    "dldojo.rl.dqn",
-    "dldojo.rl.policy_gradient",
-    "dldojo.rl.a3c",
-    "dldojo.vision.classify",
-    "dldojo.vision.transfer",
-    "dldojo.vision.norm_study",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +48,9 @@ class Experiment:
     family: str = ""
     threads: int | None = None
     """Default torch threads; 1 for models too small to gain from parallel kernels (None = all cores)."""
+    build_model: Callable[..., Any] | None = None
+    """`build_model(cfg, run)` -> the trained model's `nn.Module` with fresh weights, where `run` is the
+    `LoadedRun` (for artefacts such as a vocabulary); `engine.load_run` loads the saved weights into it."""
 
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "min" else a > b
@@ -77,13 +65,15 @@ def register(experiment: Experiment) -> Experiment:
     missing = set(PRESETS) - set(experiment.presets)
     if missing:
         raise RuntimeError(f"experiment {experiment.name!r} lacks presets {sorted(missing)}")
+    if not experiment.family:
+        experiment = dataclasses.replace(experiment, family=family.family_of_module(experiment.run.__module__))
     _REGISTRY[experiment.name] = experiment
     return experiment
 
 
 def load_all() -> dict[str, Experiment]:
-    for module in EXPERIMENT_MODULES:
-        importlib.import_module(module)
+    """Every experiment of every family (families declare their experiment modules, see `engine.family`)."""
+    family.import_modules("experiments")
     return dict(sorted(_REGISTRY.items()))
 
 

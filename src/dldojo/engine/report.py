@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from dldojo.engine.errors import DojoError  # noqa: E402
+from dldojo.engine.files import read_json, read_jsonl, write_text_atomic  # noqa: E402
 
 SKIP_KEYS = {"step", "wall", "epoch"}
 
@@ -56,6 +57,8 @@ def _table(rows: list[dict]) -> str:
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False)
     return "" if v is None else str(v)
 
 
@@ -64,33 +67,38 @@ def build_report(run_dir: Path) -> Path:
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise DojoError(f"{run_dir} is not a dldojo run directory (no config.json).")
-    config = json.loads(config_path.read_text())
+    config = read_json(config_path)
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    log = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    summary = read_json(summary_path) if summary_path.exists() else None
+    records = read_jsonl(run_dir / "metrics.jsonl")
 
     from dldojo.engine import registry
+    from dldojo.engine.reload import summary_value
 
     experiment = registry.load_all().get(config["experiment"])
     parts = [f"<h1>{html.escape(config['experiment'])}</h1>"]
     if experiment is not None:
         parts.append(f"<p><b>Topic:</b> {html.escape(experiment.topic)}<br><b>Source:</b> "
                      f"{html.escape(experiment.paper)}</p>")
-    parts.append(f"<p>preset <b>{config['preset']}</b>, seed {config['seed']}</p>")
+    parts.append(f"<p>preset <b>{html.escape(str(config['preset']))}</b>, seed {html.escape(str(config['seed']))}</p>")
     if summary is None:
         parts.append("<p><b>This run has not finished</b> (no summary.json); curves show progress so far.</p>")
     else:
-        parts.append(f"<p>wall time {summary['wall_seconds']:.1f} s on {summary['threads']} threads, "
-                     f"{html.escape(summary.get('cpu', ''))}, torch {summary.get('torch', '')}, "
-                     f"commit {summary.get('commit') or 'unknown'}</p>")
+        timings, facts = summary.get("timings", {}), summary.get("facts", {})
+        parts.append(f"<p>wall time {_fmt(timings.get('wall_seconds'))} s on {html.escape(_fmt(facts.get('threads')))} "
+                     f"threads, {html.escape(str(facts.get('cpu', '')))} {html.escape(str(facts.get('cpu_isa', '')))}, "
+                     f"torch {html.escape(str(facts.get('torch', '')))}, "
+                     f"commit {html.escape(str(facts.get('commit') or 'unknown'))}</p>")
         rows = [{"metric": k, "value": v} for k, v in summary["metrics"].items()]
-        parts.append("<h2>Metrics</h2>" + _table(rows))
+        parts.append("<h2>Metrics</h2><p>Determined by the seed (and the CPU kind and thread count).</p>" + _table(rows))
+        parts.append("<h2>Timings</h2>" + _table([{"timing": k, "value": v} for k, v in timings.items()]))
+        shown = {k: v for k, v in facts.items() if k not in ("cpu", "torch", "commit")}
+        parts.append("<h2>Facts</h2>" + _table([{"fact": k, "value": v} for k, v in shown.items()]))
         primary = summary["primary_metric"]
-        value = summary["metrics"].get(primary)
+        value = summary_value(summary, primary)
         ref_rows = []
         for ref in summary.get("references", []):
-            ours = summary["metrics"].get(ref["metric"])
+            ours = summary_value(summary, ref["metric"])
             ref_rows.append({"metric": ref["metric"], "reference": ref["value"], "ours": ours,
                              "source": ref["source"], "note": ref["note"]})
         if summary.get("target") is not None and value is not None:
@@ -105,7 +113,7 @@ def build_report(run_dir: Path) -> Path:
     if curves:
         parts.append(f"<h2>Training curves</h2><img src='data:image/png;base64,{curves}'>")
     for table_path in sorted((run_dir / "tables").glob("*.json")):
-        table = json.loads(table_path.read_text())
+        table = read_json(table_path)
         parts.append(f"<h2>{html.escape(table_path.stem)}</h2><p>{html.escape(table.get('caption', ''))}</p>"
                      + _table(table["rows"]))
     for fig_path in sorted((run_dir / "figures").glob("*.png")):
@@ -117,6 +125,4 @@ def build_report(run_dir: Path) -> Path:
              "text-align:left}img{max-width:100%}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(config['experiment'])}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
-    out = run_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_text_atomic(run_dir / "report.html", page)

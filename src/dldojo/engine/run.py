@@ -39,7 +39,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from dldojo.engine import checkpoint as ckpt
-from dldojo.engine.errors import NonFiniteLoss, RunInterrupted
+from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
+from dldojo.engine.files import read_json, read_jsonl, write_json
+from dldojo.engine.state import Streams, derive_seed, load_into, snapshot
 
 # Test hooks: deliver a real SIGINT / SIGKILL to this process when the loop reaches a step.
 INTERRUPT_ENV = "DLDOJO_TEST_INTERRUPT_AT_STEP"
@@ -124,21 +126,28 @@ def machine_info() -> dict[str, Any]:
 
 
 class RunContext:
-    """Handed to `experiment.run(ctx, cfg)`. Attributes a loop uses:
+    """Handed to `experiment.run(ctx, cfg)`. What a loop uses:
 
-    - `seed`, `rng` (a NumPy Generator whose state is checkpointed), `preset`, `run_dir`
+    - `seed`, `preset`, `run_dir`, `rank`, `world_size`, `is_main`
+    - `rng(name)` / `rng(name, "torch")`: a random stream derived from the seed and its name, checkpointed;
+      `seed_for(name)`: an integer seed for an environment or a per-epoch shuffle, derived the same way
+    - `restore(state)` -> step to continue from (state loaded in place on `--resume`);
+      `tick(step, state)`: call once per step, checkpoints `state` when due and stops on Ctrl-C
     - `log(step, **metrics)`, `progress(total, desc)`, `check_finite(loss, step)`
-    - `tick(step, state_fn)`: call once per step; saves `state_fn()` when a checkpoint is due
-    - `restore()` -> the saved state dict or None, `save_checkpoint(step, state)`
+    - `add_facts(**kv)` / `add_timings(**kv)`: the summary's `facts` (parameters, MACs, choices) and
+      `timings` (seconds, throughput); the metrics `run` returns are only what the seed determines
     - `decide(name, choose)`: a value chosen once per run (kept for `--resume`), e.g. budgeted epochs
-    - `save_figure(fig, name)`, `save_table(name, rows)`, `save_weights(tensors)`, `path(name)`
-    - `rank`, `world_size`, `is_main`, `wrap_model(model)`, `all_reduce_mean(x)`
+    - `requires(experiment, preset, **overrides)`: a finished sub-run (found or run first); `history(...)`
+    - `save_figure(fig, name)`, `save_table(name, rows)`, `save_weights(tensors)`, `save_json(name, obj)`, `path(name)`
+    - `wrap_model(model)`, `all_reduce_mean(x)` (under torchrun)
     """
 
     def __init__(self, run_dir: Path, experiment: str, preset: str, seed: int, *, resume: bool = False,
                  checkpoint_every_seconds: float = 60.0, checkpoint_every_steps: int | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, runs_root: Path | None = None, subrun: Callable[..., Any] | None = None):
         self.run_dir = Path(run_dir)
+        self.runs_root = Path(runs_root) if runs_root is not None else self.run_dir.parent.parent
+        self._subrun = subrun  # launch.require_run, handed in by the launcher (the engine's layers stay acyclic)
         self.experiment = experiment
         self.preset = preset
         self.seed = seed
@@ -150,7 +159,9 @@ class RunContext:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.is_main = self.rank == 0
         self.device = torch.device("cpu")
-        self.rng = np.random.default_rng(seed)
+        self.streams = Streams(seed)
+        self.facts: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
         self.elapsed_before = 0.0  # wall seconds spent in earlier sessions of a resumed run
         self._t0 = time.perf_counter()
         self._last_ckpt_time = time.perf_counter()
@@ -160,6 +171,29 @@ class RunContext:
         self._kill_at = int(os.environ.get(KILL_ENV, "-1"))
         self._bars: list[tqdm] = []
         seed_everything(seed + self.rank)
+
+    # ----- random streams -----
+    def rng(self, name: str, kind: str = "numpy") -> Any:
+        """The random stream `name` of this run: a NumPy Generator (default) or a torch.Generator (kind="torch").
+        Derived from the run seed and the name (`state.derive_seed`); its state is in every checkpoint."""
+        if kind == "torch":
+            return self.streams.torch(name)
+        if kind != "numpy":
+            raise ValueError(f"kind must be 'numpy' or 'torch', not {kind!r}")
+        return self.streams.numpy(name)
+
+    def seed_for(self, name: str) -> int:
+        """An integer seed in [0, 2**31) for `name` (an environment reset, an epoch's shuffle): stateless."""
+        return derive_seed(self.seed, name, bits=31)
+
+    # ----- what the summary reports besides metrics -----
+    def add_facts(self, **facts: Any) -> None:
+        """Facts about the run for the summary (parameters, MACs, epochs chosen, bf16 on/off): not metrics."""
+        self.facts.update(facts)
+
+    def add_timings(self, **timings: float) -> None:
+        """Measured times and rates for the summary (seconds, images/s): they differ from run to run."""
+        self.timings.update({k: float(v) for k, v in timings.items()})
 
     # ----- paths -----
     @property
@@ -185,6 +219,13 @@ class RunContext:
                            torch.is_tensor(v) else v) for k, v in metrics.items()})
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+
+    def history(self, *keys: str, run: Any = None) -> dict[str, list]:
+        """The logged series of this run (or of `run`: a sub-run handle or a run directory): the records that
+        hold every one of `keys`, as {"step": [...], "wall": [...], key: [...], ...}."""
+        run_dir = self.run_dir if run is None else Path(getattr(run, "run_dir", run))
+        records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if all(k in r for k in keys)]
+        return {k: [r.get(k) for r in records] for k in ("step", "wall", *keys)}
 
     def progress(self, total: int, desc: str = "train", initial: int = 0, unit: str = "step") -> tqdm:
         """A tqdm bar on stderr (rate, ETA); set its postfix with loss / metric."""
@@ -213,51 +254,64 @@ class RunContext:
         """A value the run chooses for itself once (e.g. the epochs that fit a time budget on this machine),
         kept in decisions.json: a resumed run reads it back instead of choosing again, which could differ."""
         path = self.run_dir / "decisions.json"
-        decisions = json.loads(path.read_text()) if path.exists() else {}
+        decisions = read_json(path) if path.exists() else {}
         if name not in decisions:
             value = [choose()]
             if self.world_size > 1:  # every rank takes rank 0's choice, or their step counts could differ
                 dist.broadcast_object_list(value, src=0)
             decisions[name] = value[0]
             if self.is_main:
-                self.path("decisions.json").write_text(json.dumps(decisions, indent=1))
+                write_json(path, decisions)
+        self.facts[name] = decisions[name]
         return decisions[name]
 
     # ----- checkpoints -----
-    def save_checkpoint(self, step: int, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, step: int, state: Any) -> None:
+        """Write `state` (see `engine.state`), every RNG and the step atomically to checkpoints/last.pt."""
         if self.is_main:
-            ckpt.save_atomic({"step": int(step), "state": state, "rng": capture_rng(),
-                              "rng_generator": self.rng.bit_generator.state,
-                              "wall_seconds": self.wall_seconds}, self.checkpoint_path)
+            ckpt.save_atomic({"step": int(step), "state": snapshot(state), "rng": capture_rng(),
+                              "streams": self.streams.state_dict(), "wall_seconds": self.wall_seconds},
+                             self.checkpoint_path)
         self._last_ckpt_time = time.perf_counter()
         self._last_ckpt_step = step
 
-    def restore(self) -> dict[str, Any] | None:
-        """On `--resume`: load the last checkpoint, restore every RNG, and return {'step', **state}."""
+    def restore(self, state: Any) -> int:
+        """The step to continue from: 0 for a fresh run; on `--resume`, the checkpoint's step after loading the
+        saved state into `state` in place and restoring every random generator."""
         if not self.resuming:
-            return None
+            return 0
         if not self.checkpoint_path.exists():  # killed before the first checkpoint: start over cleanly
             self._truncate_log(-1)
-            return None
+            return 0
         saved = ckpt.load(self.checkpoint_path)
-        restore_rng(saved["rng"])
-        self.rng.bit_generator.state = saved["rng_generator"]
+        if not isinstance(saved, dict) or not {"step", "state", "rng", "streams", "wall_seconds"} <= set(saved):
+            raise DojoError(f"{self.checkpoint_path} is not a checkpoint of this dldojo version; start a new run "
+                            f"instead of resuming this one.")
+        load_into(state, saved["state"])
+        try:
+            restore_rng(saved["rng"])
+            self.streams.load_state_dict(saved["streams"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise DojoError(f"{self.checkpoint_path} holds a damaged random state ({exc}); start a new run.") from None
         self.elapsed_before = float(saved["wall_seconds"])
         self._t0 = time.perf_counter()
-        self._last_ckpt_step = saved["step"]
-        self._truncate_log(saved["step"])
-        return {"step": saved["step"], **saved["state"]}
+        self._last_ckpt_step = int(saved["step"])
+        self._truncate_log(self._last_ckpt_step)
+        return int(saved["step"])
 
     def _truncate_log(self, step: int) -> None:
-        """Drop log lines written after the checkpoint so a resumed run does not log a step twice."""
+        """Drop log lines written after the checkpoint (and a torn last line) so no step is logged twice."""
         log = self.run_dir / "metrics.jsonl"
         if not self.is_main or not log.exists():
             return
-        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        log.write_text("".join(line + "\n" for line in kept))
+        kept = [r for r in read_jsonl(log) if r.get("step", 0) <= step]
+        tmp = log.with_name(f".{log.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, log)
 
-    def tick(self, step: int, state_fn: Callable[[], dict[str, Any]]) -> None:
-        """Call after each completed step. Saves a checkpoint when one is due and stops on Ctrl-C."""
+    def tick(self, step: int, state: Any) -> None:
+        """Call after each completed step with the declared state. Saves a checkpoint when one is due (every
+        `checkpoint_every_seconds`, or on Ctrl-C / SIGTERM) and then stops the run if interrupted."""
         if step == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         if step == self._interrupt_at:
@@ -266,12 +320,25 @@ class RunContext:
         if self.checkpoint_every_steps and step - max(self._last_ckpt_step, 0) >= self.checkpoint_every_steps:
             due = True
         if due and step != self._last_ckpt_step:
-            self.save_checkpoint(step, state_fn())
+            self.save_checkpoint(step, state)
         if self._interrupted:
             raise RunInterrupted(
                 f"interrupted at step {step}; checkpoint saved. Continue with: dldojo run {self.experiment} "
                 f"--resume {self.run_dir}"
             )
+
+    # ----- other runs -----
+    def requires(self, experiment: str, preset: str = "quick", seed: int | None = None, **overrides: Any):
+        """A finished run of `experiment` with this preset, seed (default: this run's) and overrides: found
+        under the runs root (same config hash), or resumed, or run now with its own run directory and
+        progress. The caller's random state is the same afterwards either way. Returns a `LoadedRun`."""
+        if self._subrun is None:
+            raise DojoError(f"{self.experiment} needs a {experiment} run, which only a run started by `dldojo run` "
+                            f"(engine.launch.run_experiment) can provide.")
+        handle = self._subrun(self, experiment, preset=preset, seed=self.seed if seed is None else seed,
+                             overrides=overrides)
+        self.facts.setdefault("subruns", {})[experiment] = str(handle.run_dir)
+        return handle
 
     @contextmanager
     def interrupt_guard(self):
@@ -310,7 +377,14 @@ class RunContext:
 
     def save_table(self, name: str, rows: list[dict[str, Any]], caption: str = "") -> None:
         if self.is_main:
-            self.path(f"tables/{name}.json").write_text(json.dumps({"caption": caption, "rows": rows}, indent=1))
+            write_json(self.path(f"tables/{name}.json"), {"caption": caption, "rows": rows})
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        """Write `obj` as JSON to `name` in the run directory (atomically), e.g. a vocabulary for reloading."""
+        path = self.path(name)
+        if self.is_main:
+            write_json(path, obj)
+        return path
 
     def save_weights(self, tensors: dict[str, torch.Tensor], name: str = "model") -> Path:
         from safetensors.torch import save_file
@@ -338,14 +412,3 @@ class RunContext:
             dist.all_reduce(x)
             x /= self.world_size
         return x
-
-
-def load_weights(run_dir: Path, name: str = "model") -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = Path(run_dir) / f"{name}.safetensors"
-    if not path.exists():
-        from dldojo.engine.errors import DojoError
-
-        raise DojoError(f"{path} does not exist: the run did not finish. Resume it with --resume {run_dir}.")
-    return load_file(str(path))
