@@ -80,3 +80,17 @@ def assert_resume_equal(name: str, preset: str = "smoke", sets: list[str] = (), 
 def resume_equal():
     """`resume_equal(name, preset="smoke", sets=(), seed=1, stop=None, full=None)`: see assert_resume_equal."""
     return assert_resume_equal
+
+
+@pytest.fixture
+def example_gan(synthetic_data):
+    """docs/example_gan.py (the README's example experiment) registered for one test, removed afterwards."""
+    import importlib.util
+
+    from dldojo.engine import registry
+
+    spec = importlib.util.spec_from_file_location("example_gan", Path(__file__).parents[1] / "docs" / "example_gan.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    registry._REGISTRY.pop("example-gan", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,16 +19,6 @@ from dldojo.engine.reload import load_run
 from dldojo.engine.state import Streams, derive_seed, load_into, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def example_gan(synthetic_data):
-    """docs/example_gan.py registered for the test (and removed afterwards)."""
-    spec = importlib.util.spec_from_file_location("example_gan", ROOT / "docs" / "example_gan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    registry._REGISTRY.pop("example-gan", None)
 
 
 def test_docs_example_runs_resumes_and_reloads(example_gan, resume_equal):

@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="experiment name (see `dldojo list`); optional with --resume")
     p.add_argument("--preset", default="quick", choices=["smoke", "quick", "full"], help="default: quick")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same metrics")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed (default 0): the same seed gives the same metrics on the same CPU kind with "
+                        "the same --threads")
     p.add_argument("--out", help="runs root (default: $DLDOJO_RUNS or ./runs)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON summary object as the last stdout line")

@@ -19,17 +19,36 @@ from dldojo.engine.errors import DojoError
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write `obj` to a temp file beside `path`, fsync, rename. On a write error (disk full, read-only) the
+    previous checkpoint stays as it was and the error says so."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DojoError(f"cannot write a checkpoint in {path.parent}: {exc.strerror or exc}.") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        kept = " The previous checkpoint is intact." if path.exists() else ""
+        raise DojoError(f"could not write the checkpoint {path} ({str(exc).splitlines()[0][:200]}): is the disk "
+                        f"full? Free some space and resume the run.{kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Delete temp files left by a process killed while writing (`.last.pt.*.tmp`, `.summary.json.*.tmp`)."""
+    removed = []
+    for tmp in [*Path(folder).glob(".*.tmp"), *Path(folder).glob("*/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def load(path: Path) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from dldojo.engine import registry
+from dldojo.engine.checkpoint import remove_orphans
 from dldojo.engine.config import build_config, to_jsonable
 from dldojo.engine.errors import DojoError
 from dldojo.engine.files import read_json, write_json
@@ -143,8 +144,10 @@ def run_experiment(
                               experiment=experiment.name)
         run_dir = None
 
-    if threads is not None and threads < 1:
-        raise DojoError(f"--threads must be >= 1, got {threads}.")
+    if threads is not None and not 1 <= threads <= 1024:
+        raise DojoError(f"--threads must be between 1 and 1024, got {threads}.")
+    if not 0 <= seed < 2**32:
+        raise DojoError(f"--seed must be between 0 and {2**32 - 1}, got {seed}.")
     torch.set_num_threads(threads or experiment.threads or os.cpu_count() or 1)
     malloc_kept = keep_freed_memory()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -157,8 +160,12 @@ def run_experiment(
     ctx.setup_distributed()
     run_dir = _agree_on_run_dir(ctx, run_dir)
     with RunLock(run_dir) if ctx.is_main else _nothing():
+        if ctx.is_main:
+            remove_orphans(run_dir)
+        if ctx.is_main and resume is not None and force:  # train again from the start: nothing old may remain
+            for name_ in ("summary.json", "metrics.jsonl", "decisions.json", "report.html", "checkpoints/last.pt"):
+                (run_dir / name_).unlink(missing_ok=True)
         if ctx.is_main and (resume is None or force):
-            (run_dir / "summary.json").unlink(missing_ok=True)
             write_json(run_dir / "config.json", {"experiment": experiment.name, "preset": preset, "seed": seed,
                                                  "config": to_jsonable(config),
                                                  "config_hash": config_hash(experiment.name, config)})
