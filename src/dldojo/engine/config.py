@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -139,10 +140,40 @@ def build_config(config_cls: type, *layers: dict[str, Any], sets: list[str] = ()
             raise unknown(key)
         values[key] = parse_value(text.strip(), types[key], key)
     config = config_cls(**values)
+    check_ranges(config)
     validate = getattr(config, "validate", None)
     if callable(validate):
         validate()
     return config
+
+
+def field_range(config_cls: type, name: str) -> tuple[float | None, float | None]:
+    """(low, high) allowed for a numeric field: the config class's `RANGES` entry, else [0, +inf).
+
+    Every int and float of every experiment is checked before anything is created: NaN and infinities are
+    never accepted, and a negative number only where the class declares it, e.g.
+    ``RANGES: ClassVar[dict] = {"fail_reward": (-1e6, 0.0), "n_factors": (1, 4096)}``."""
+    return getattr(config_cls, "RANGES", {}).get(name, (0, None))
+
+
+def check_ranges(config: Any) -> None:
+    types = field_types(type(config))
+    for f in dataclasses.fields(config):
+        tp, value = types[f.name], getattr(config, f.name)
+        numbers = value if get_origin(tp) is tuple else (value,)
+        inner = get_args(tp)[0] if get_origin(tp) is tuple and get_args(tp) else tp
+        if inner not in (int, float):
+            continue
+        low, high = field_range(type(config), f.name)
+        for v in numbers:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if not math.isfinite(v):
+                raise DojoError(f"bad value for {f.name}: {v!r}; it must be a finite number.")
+            if (low is not None and v < low) or (high is not None and v > high):
+                bounds = " and ".join(b for b in (f">= {low:g}" if low is not None else "",
+                                                  f"<= {high:g}" if high is not None else "") if b)
+                raise DojoError(f"bad value for {f.name}: {v!r}; it must be {bounds}.")
 
 
 def to_jsonable(config: Any) -> dict[str, Any]:
