@@ -13,8 +13,13 @@ REAL_DATA = os.environ.get("DLDOJO_DATA", "")
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    return fixtures.make_all(tmp_path_factory.mktemp("synthetic-data"))
+def synthetic_root(tmp_path_factory):
+    """Every dataset's tiny synthetic copy. Their FIXTURE.json manifests vouch for themselves, so the store
+    honours them only with DLDOJO_ALLOW_FIXTURES=1: set here for the rest of the session (tests that check
+    the refusal unset it with monkeypatch)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(fixtures.FIXTURES_ENV, "1")
+        yield fixtures.make_all(tmp_path_factory.mktemp("synthetic-data"))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Offline data store: search order, checksums, offline errors, safe extraction, download from a URL."""
+"""Offline data store: search order, checksums, fixtures, offline errors, safe extraction, download from a URL."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import zipfile
 
 import pytest
 
-from dldojo.data import movielens, store
-from dldojo.data.fixtures import make_movielens
+from dldojo.data import fixtures, movielens, store
 from dldojo.engine.errors import DojoError
+
+make_movielens = movielens.make_fixture
+
+
+@pytest.fixture
+def allow_fixtures(monkeypatch):
+    monkeypatch.setenv(store.FIXTURES_ENV, "1")
 
 
 def test_synthetic_fixture_verifies_and_loads(synthetic_data):
@@ -22,7 +28,42 @@ def test_synthetic_fixture_verifies_and_loads(synthetic_data):
     assert len(train) + len(test) == len(data.ratings)
 
 
-def test_search_order_first_root_wins(tmp_path, monkeypatch):
+def test_fixture_manifest_counts_only_when_fixtures_are_allowed(tmp_path, monkeypatch):
+    """A FIXTURE.json lists its own hashes, so it proves nothing: without DLDOJO_ALLOW_FIXTURES=1 the folder
+    is checked against the registered checksums, fails, and the message says what the manifest is."""
+    make_movielens(tmp_path)
+    monkeypatch.setenv("DLDOJO_DATA", str(tmp_path))
+    monkeypatch.setenv("DLDOJO_OFFLINE", "1")
+    monkeypatch.delenv(store.FIXTURES_ENV, raising=False)
+    st = store.status("ml-100k")
+    assert st.state == "corrupt" and "u.data has sha256" in st.detail and store.FIXTURES_ENV in st.detail
+    with pytest.raises(DojoError, match="failed verification"):
+        movielens.load()
+    monkeypatch.setenv(store.FIXTURES_ENV, "0")
+    assert store.status("ml-100k").state == "corrupt"
+    monkeypatch.setenv(store.FIXTURES_ENV, "1")
+    assert store.status("ml-100k").state == "fixture"
+
+
+def test_fixture_manifest_naming_outside_files_is_refused(tmp_path, monkeypatch, allow_fixtures):
+    folder = make_movielens(tmp_path)
+    (folder / store.FIXTURE_MANIFEST).write_text('{"files": {"../../etc/passwd": "%s"}}' % ("0" * 64))
+    monkeypatch.setenv("DLDOJO_DATA", str(tmp_path))
+    st = store.status("ml-100k")
+    assert st.state == "corrupt" and "not a fixture manifest" in st.detail
+
+
+def test_fixtures_are_derived_from_the_registered_datasets(tmp_path):
+    writers = fixtures.FIXTURES
+    assert {"ml-100k", "small_parallel_enja", "mnist", "fashion-mnist", "cifar10", "flowers"} <= set(writers)
+    assert all(store.get_dataset(name).fixture is writer for name, writer in writers.items())
+    assert fixtures.make_all(tmp_path, ["ml-100k"]) == tmp_path
+    assert (tmp_path / "ml-100k" / store.FIXTURE_MANIFEST).exists()
+    with pytest.raises(DojoError, match="no synthetic fixture for dataset 'ml100k'"):
+        fixtures.make_all(tmp_path, ["ml100k"])
+
+
+def test_search_order_first_root_wins(tmp_path, monkeypatch, allow_fixtures):
     first, second = make_movielens(tmp_path / "a", seed=1).parent, make_movielens(tmp_path / "b", seed=2).parent
     monkeypatch.setenv("DLDOJO_DATA", f"{first}:{second}")
     assert store.locate("ml-100k") == first / "ml-100k"
@@ -30,7 +71,7 @@ def test_search_order_first_root_wins(tmp_path, monkeypatch):
     assert store.locate("ml-100k") == second / "ml-100k"
 
 
-def test_checksum_mismatch_is_an_error(tmp_path, monkeypatch):
+def test_checksum_mismatch_is_an_error(tmp_path, monkeypatch, allow_fixtures):
     folder = make_movielens(tmp_path)
     with open(folder / "u.data", "a") as fh:  # a corrupted / appended file
         fh.write("1\t1\t5\t0\n")

@@ -6,11 +6,12 @@ import dataclasses
 import gzip
 import hashlib
 import pickle
+import struct
 
 import numpy as np
 import pytest
 
-from dldojo.data import images, store
+from dldojo.data import images, safe_pickle, store
 from dldojo.engine.errors import DojoError
 
 
@@ -43,6 +44,46 @@ def test_cifar_jpeg_tarball_fixture_decodes_and_is_cached(synthetic_data, tmp_pa
     assert np.array_equal(again.images, train.images)
 
 
+def official_cifar_batch(rows: np.ndarray, labels: list[int], name: bytes) -> bytes:
+    """A batch byte for byte in the structure of the official `cifar-10-batches-py` files: Python 2 cPickle,
+    protocol 2, a dict of byte-string keys; strings as (SHORT_)BINSTRING, the uint8 array as NumPy pickles it
+    (numpy.core.multiarray._reconstruct + ndarray.__setstate__ with a numpy.dtype('u1'))."""
+    P = pickle
+
+    def s(b: bytes) -> bytes:
+        return P.SHORT_BINSTRING + bytes([len(b)]) + b if len(b) < 256 else P.BINSTRING + struct.pack("<i", len(b)) + b
+
+    def i(n: int) -> bytes:
+        return P.BININT1 + bytes([n]) if 0 <= n < 256 else P.BININT + struct.pack("<i", n)
+
+    array = [P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n", P.GLOBAL + b"numpy\nndarray\n", i(0), P.TUPLE1,
+             s(b"b"), P.TUPLE3, P.REDUCE,
+             P.MARK, i(1), i(rows.shape[0]), i(rows.shape[1]), P.TUPLE2,
+             P.GLOBAL + b"numpy\ndtype\n", s(b"u1"), i(0), i(1), P.TUPLE3, P.REDUCE,
+             P.MARK, i(3), s(b"|"), P.NONE, P.NONE, P.NONE, i(-1), i(-1), i(0), P.TUPLE, P.BUILD,
+             P.NEWFALSE, s(rows.tobytes()), P.TUPLE, P.BUILD]
+    parts = [P.PROTO, b"\x02", P.EMPTY_DICT, P.MARK,
+             s(b"batch_label"), s(name),
+             s(b"labels"), P.EMPTY_LIST, P.MARK, *[i(k) for k in labels], P.APPENDS,
+             s(b"data"), *array,
+             s(b"filenames"), P.EMPTY_LIST, P.MARK, *[s(b"img_%05d.png" % k) for k in range(len(labels))], P.APPENDS,
+             P.SETITEMS, P.STOP]
+    return b"".join(parts)
+
+
+def test_official_batch_format_reads_the_same_safely_as_with_pickle():
+    """The restricted reader gives what `pickle.load(encoding='bytes')` gives (the loader every CIFAR-10 page
+    shows), for the official Python 2 format and for the same dict pickled by Python 3."""
+    rows = np.random.default_rng(0).integers(0, 256, (5, 3072), dtype=np.uint8)
+    blob = official_cifar_batch(rows, [3, 1, 4, 1, 5], b"training batch 1 of 5")
+    plain = pickle.loads(blob, encoding="bytes")  # our own benign bytes: the reference reading
+    for data in (blob, *(pickle.dumps(plain, protocol=p) for p in (3, 4))):
+        safe = safe_pickle.loads(data)
+        assert sorted(safe) == [b"batch_label", b"data", b"filenames", b"labels"]
+        assert safe[b"data"].dtype == np.uint8 and np.array_equal(safe[b"data"], plain[b"data"])
+        assert safe[b"labels"] == [3, 1, 4, 1, 5] and safe[b"filenames"][4] == b"img_00004.png"
+
+
 def test_cifar_official_pickles_are_the_alternative_layout(tmp_path, monkeypatch):
     """The official python version (what a download unpacks to) verifies and loads like the JPEG copy."""
     rng = np.random.default_rng(0)
@@ -53,7 +94,7 @@ def test_cifar_official_pickles_are_the_alternative_layout(tmp_path, monkeypatch
         data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
         labels = rng.integers(0, 10, n).tolist()
         rows = data.transpose(0, 3, 1, 2).reshape(n, 3072)  # R plane, G plane, B plane
-        (folder / name).write_bytes(pickle.dumps({b"data": rows, b"labels": labels}))
+        (folder / name).write_bytes(official_cifar_batch(rows, labels, name.encode()))
         expected[name] = (data, labels)
     md5s = {name: "md5:" + hashlib.md5((folder / name).read_bytes()).hexdigest() for name in expected}
     monkeypatch.setitem(store._DATASETS, "cifar10", dataclasses.replace(images.CIFAR10, alt_files=md5s))
@@ -68,6 +109,16 @@ def test_cifar_official_pickles_are_the_alternative_layout(tmp_path, monkeypatch
     (folder / "data_batch_3").write_bytes(b"truncated")
     bad = store.status("cifar10")
     assert bad.state == "corrupt" and "data_batch_3 has md5" in bad.detail
+
+
+def test_cifar_batch_of_the_wrong_shape_is_a_one_line_error(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(official_cifar_batch(np.zeros((2, 100), np.uint8), [0, 1], b"x"))
+    with pytest.raises(DojoError, match="is not a CIFAR-10 batch"):
+        images.read_cifar_batch(path)
+    path.write_bytes(official_cifar_batch(np.zeros((2, 3072), np.uint8), [0, 10], b"x"))
+    with pytest.raises(DojoError, match="is not a CIFAR-10 batch"):
+        images.read_cifar_batch(path)
 
 
 def test_flowers_tree_digest_catches_a_changed_file(tmp_path, monkeypatch):

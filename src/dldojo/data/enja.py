@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dldojo.data.store import Dataset, locate, register_dataset
+from dldojo.data.store import Dataset, locate, register_dataset, write_manifest
 from dldojo.engine.errors import DojoError
 
 ENJA = register_dataset(Dataset(
@@ -44,6 +44,8 @@ ENJA = register_dataset(Dataset(
     license="Tanaka Corpus / Tatoeba, CC-BY 2.0 FR",
     citation="Y. Matsumura (odashi), small_parallel_enja, https://github.com/odashi/small_parallel_enja; "
              "Y. Tanaka, Compilation of a multilingual parallel corpus, PACLING 2001.",
+    fixture=lambda root: make_fixture(root),  # defined below
+    max_extracted_bytes=16 << 20,  # the repository zip unpacks to 4.6 MB
 ))
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -231,8 +233,6 @@ _EN_JA_LEXICON = {
 
 def make_fixture(root: Path, n_train: int = 600, n_dev: int = 40, n_test: int = 40, seed: int = 0) -> Path:
     """Subject-verb-object English sentences and their subject-object-verb 'Japanese' (made-up, tiny)."""
-    from dldojo.data.fixtures import write_manifest
-
     rng = np.random.default_rng(seed)
     folder = Path(root) / "small_parallel_enja"
     folder.mkdir(parents=True, exist_ok=True)

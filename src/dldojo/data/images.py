@@ -12,7 +12,8 @@ dimensions, then uint8 pixels). CIFAR-10 comes in two layouts and both are accep
 offline machines is a JPEG re-encoding in image-folder layout inside one tarball
 (`cifar10/{train,test}/<class>/NNNN.jpg`, quality 75, so pixels differ slightly from the original),
 and the official download (`cifar-10-python.tar.gz`) unpacks to the python pickles
-(`data_batch_1..5`, `test_batch`: rows of 3,072 bytes, R then G then B planes). Flowers is an
+(`data_batch_1..5`, `test_batch`: rows of 3,072 bytes, R then G then B planes), which are read with
+`dldojo.data.safe_pickle`: nothing in a data folder is ever executed. Flowers is an
 image-folder of JPEGs verified by one digest per class folder.
 
 Decoding thousands of JPEGs takes seconds, so the decoded arrays are cached once, as uint8 `.npy`
@@ -28,7 +29,6 @@ import gzip
 import hashlib
 import io
 import json
-import pickle
 import re
 import tarfile
 from pathlib import Path
@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dldojo.data.store import FIXTURE_MANIFEST, Dataset, cache_root, locate, register_dataset
+from dldojo.data import safe_pickle
+from dldojo.data.store import (FIXTURE_MANIFEST, Dataset, cache_root, is_fixture, locate, register_dataset,
+                               write_manifest)
 from dldojo.engine.errors import DojoError
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -58,6 +60,8 @@ MNIST = register_dataset(Dataset(
     license="CC BY-SA 3.0 (LeCun & Cortes)",
     citation="Y. LeCun, L. Bottou, Y. Bengio, P. Haffner, Gradient-based learning applied to document "
              "recognition, Proc. IEEE 1998.",
+    fixture=lambda root: make_idx_fixture(root, "mnist"),  # fixture writers are defined at the end
+    max_extracted_bytes=32 << 20,  # four gz files, 11.6 MB
 ))
 
 FASHION_MNIST = register_dataset(Dataset(
@@ -74,9 +78,11 @@ FASHION_MNIST = register_dataset(Dataset(
     license="MIT (Zalando Research)",
     citation="H. Xiao, K. Rasul, R. Vollgraf, Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine "
              "Learning Algorithms, arXiv:1708.07747, 2017.",
+    fixture=lambda root: make_idx_fixture(root, "fashion-mnist", seed=1),
+    max_extracted_bytes=64 << 20,  # four gz files, 30.9 MB
 ))
 
-CIFAR_PICKLES = {  # md5s published with the official archive (as torchvision checks them)
+CIFAR_PICKLES = {  # md5s published with the official archive (as torchvision checks them); read with safe_pickle
     "data_batch_1": "md5:c99cafc152244af753f735de768cd75f",
     "data_batch_2": "md5:d4bba439e000b95fd0a9bffe97cbabec",
     "data_batch_3": "md5:54ebc095f3ab1f0389bbae665268c751",
@@ -93,6 +99,8 @@ CIFAR10 = register_dataset(Dataset(
     archive_prefix="cifar-10-batches-py",
     license="free for research; cite Krizhevsky 2009",
     citation="A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, tech. report, 2009.",
+    fixture=lambda root: make_cifar_fixture(root),
+    max_extracted_bytes=400 << 20,  # cifar-10-python.tar.gz (163 MB) unpacks to about 190 MB
 ))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -115,6 +123,7 @@ FLOWERS = register_dataset(Dataset(
                     "folder flowers/",
     license="web images (Flickr etc.), research use",
     citation="A. Mamaev, Flowers Recognition, Kaggle 2018 (the five classes of TensorFlow's tf_flowers).",
+    fixture=lambda root: make_flowers_fixture(root),
 ))
 
 
@@ -223,16 +232,29 @@ def read_cifar_jpeg_tarball(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official python batch: a dict with b'data' (N, 3072 uint8: R, G, B planes of 32×32) and
+    b'labels' (N ints in 0..9), read with `safe_pickle` (nothing in the file is executed) and checked."""
+    batch = safe_pickle.load_data(path)
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+            and isinstance(labels, list) and len(labels) == len(data)
+            and all(type(k) is int and 0 <= k < 10 for k in labels)):
+        raise DojoError(f"{path} is not a CIFAR-10 batch (a dict of b'data': N x 3072 uint8 and b'labels': N "
+                        "ints in 0..9); delete it and fetch the official files again.")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int64)
+
+
 def read_cifar_pickles(folder: Path) -> dict[str, np.ndarray]:
-    """The official python version: dicts with b'data' (N, 3072: R, G, B planes of 32×32) and b'labels'."""
+    """The official python version: `data_batch_1..5` (train) and `test_batch`, see `read_cifar_batch`."""
     arrays = {}
     for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
         images, labels = [], []
         for name in names:
-            with open(folder / name, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+            batch_images, batch_labels = read_cifar_batch(folder / name)
+            images.append(batch_images)
+            labels.append(batch_labels)
         arrays[f"{split}_images"] = np.ascontiguousarray(np.concatenate(images))
         arrays[f"{split}_labels"] = np.concatenate(labels)
     return arrays
@@ -255,9 +277,8 @@ def read_image_folder(folder: Path, classes: tuple[str, ...]) -> dict[str, np.nd
 
 def source_key(folder: Path, dataset: Dataset) -> str:
     """A digest that changes whenever the verified source files change (fixtures: their manifest)."""
-    manifest = folder / FIXTURE_MANIFEST
-    if manifest.exists():
-        text = manifest.read_text()
+    if is_fixture(folder):
+        text = (folder / FIXTURE_MANIFEST).read_text()
     else:
         text = json.dumps([dataset.files, dataset.alt_files, dataset.tree_sha256, sorted(
             p.name for p in folder.iterdir())], sort_keys=True)
@@ -276,12 +297,15 @@ def cached_arrays(name: str, folder: Path, decode) -> dict[str, np.ndarray]:
         except (OSError, ValueError):
             pass  # a damaged cache entry is decoded again below
     arrays = decode(folder)
-    cache.mkdir(parents=True, exist_ok=True)
-    for key, value in arrays.items():
-        tmp = cache / f".{key}.tmp.npy"
-        np.save(tmp, value)
-        tmp.replace(cache / f"{key}.npy")
-    index.write_text(json.dumps(sorted(arrays)))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for key, value in arrays.items():
+            tmp = cache / f".{key}.tmp.npy"
+            np.save(tmp, value)
+            tmp.replace(cache / f"{key}.npy")
+        index.write_text(json.dumps(sorted(arrays)))
+    except OSError:
+        pass  # a read-only or full cache: use the decoded arrays without keeping them
     return arrays
 
 
@@ -359,8 +383,6 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def make_idx_fixture(root: Path, name: str = "mnist", n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
-    from dldojo.data.fixtures import write_manifest
-
     rng = np.random.default_rng(seed)
     folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -382,8 +404,6 @@ def _jpeg_bytes(image: np.ndarray) -> bytes:
 
 def make_cifar_fixture(root: Path, per_class_train: int = 20, per_class_test: int = 8, seed: int = 0) -> Path:
     """A tarball in the offline copy's layout: cifar10/{train,test}/<class>/NNNN.jpg."""
-    from dldojo.data.fixtures import write_manifest
-
     rng = np.random.default_rng(seed)
     folder = Path(root) / "cifar10"
     folder.mkdir(parents=True, exist_ok=True)
@@ -400,8 +420,6 @@ def make_cifar_fixture(root: Path, per_class_train: int = 20, per_class_test: in
 
 
 def make_flowers_fixture(root: Path, per_class: int = 16, size: int = 128, seed: int = 0) -> Path:
-    from dldojo.data.fixtures import write_manifest
-
     rng = np.random.default_rng(seed)
     folder = Path(root) / "flowers"
     for k, cls in enumerate(FLOWER_CLASSES):
@@ -411,10 +429,3 @@ def make_flowers_fixture(root: Path, per_class: int = 16, size: int = 128, seed:
     write_manifest(folder)
     return folder
 
-
-FIXTURES = {
-    "mnist": lambda root: make_idx_fixture(root, "mnist"),
-    "fashion-mnist": lambda root: make_idx_fixture(root, "fashion-mnist", seed=1),
-    "cifar10": make_cifar_fixture,
-    "flowers": make_flowers_fixture,
-}

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dldojo.data.store import Dataset, locate, register_dataset
+from dldojo.data.store import Dataset, locate, register_dataset, write_manifest
 from dldojo.engine.errors import DojoError
+
 
 @dataclasses.dataclass
 class Ratings:
@@ -89,6 +90,34 @@ def split(data: MovieLens, name: str, seed: int = 42) -> tuple[Ratings, Ratings]
     raise DojoError(f"unknown split {name!r}: use 'random' or one of u1..u5")
 
 
+def make_fixture(root: Path, n_users: int = 40, n_items: int = 60, n_ratings: int = 1200, seed: int = 0) -> Path:
+    """A tiny synthetic ml-100k for tests: a rank-2 taste model with noise, in the official file formats
+    (u.item in Latin-1), with its FIXTURE.json."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "ml-100k"
+    folder.mkdir(parents=True, exist_ok=True)
+    taste_u, taste_i = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    pairs = rng.choice(n_users * n_items, size=n_ratings, replace=False)
+    users, items = pairs // n_items, pairs % n_items
+    users[:n_users] = np.arange(n_users)  # every user and item appears at least once
+    items[:n_items] = np.arange(n_items)
+    score = 3 + (taste_u[users] * taste_i[items]).sum(1) + 0.3 * rng.normal(size=n_ratings)
+    ratings = np.clip(np.rint(score), 1, 5).astype(int)
+    lines = [f"{u + 1}\t{i + 1}\t{r}\t{880000000 + k}" for k, (u, i, r) in enumerate(zip(users, items, ratings))]
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    titles = [f"Film {i + 1} (199{i % 10})" for i in range(n_items)]
+    titles[0] = "Café Müller (1995)"  # exercises Latin-1 decoding
+    item_lines = [f"{i + 1}|{t}|01-Jan-1995||http://example.invalid|" + "|".join("0" * 19) for i, t in enumerate(titles)]
+    (folder / "u.item").write_bytes(("\n".join(item_lines) + "\n").encode("latin-1"))
+    (folder / "u.user").write_text("".join(f"{u + 1}|30|M|other|00000\n" for u in range(n_users)))
+    fold_of = rng.permutation(n_ratings) % 5
+    for k in range(5):
+        (folder / f"u{k + 1}.base").write_text("".join(lines[j] + "\n" for j in range(n_ratings) if fold_of[j] != k))
+        (folder / f"u{k + 1}.test").write_text("".join(lines[j] + "\n" for j in range(n_ratings) if fold_of[j] == k))
+    write_manifest(folder)
+    return folder
+
+
 ML100K = register_dataset(Dataset(
     name="ml-100k",
     description="MovieLens 100K: 100,000 ratings (1-5), 943 users, 1,682 movies",
@@ -112,4 +141,6 @@ ML100K = register_dataset(Dataset(
     license="GroupLens research use only, no redistribution; cite Harper & Konstan 2015",
     loader=load,
     citation="F. M. Harper, J. A. Konstan. The MovieLens Datasets: History and Context. ACM TiiS 5(4), 2015.",
+    fixture=make_fixture,
+    max_extracted_bytes=40 << 20,  # ml-100k.zip unpacks to 16 MB
 ))

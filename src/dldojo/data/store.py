@@ -12,8 +12,19 @@ mismatch (corrupted or truncated file) is an error, never a warning, so no exper
 data. Folders of thousands of images are checked by one digest of their whole tree (`tree_sha256`).
 A dataset may have two layouts: the copy kept here and what its official download unpacks to
 (`alt_files`, e.g. CIFAR-10 as a JPEG tarball here and as the official python pickles when
-downloaded); either one verifying is enough. Folders made by `dldojo.data.fixtures` for tests carry a
-`FIXTURE.json` manifest with their own hashes and are reported as synthetic.
+downloaded); either one verifying is enough.
+
+Untrusted input. A data folder may come from anyone, so nothing in it is believed on its word:
+  * Test fixtures. Folders written by a dataset's `fixture` function (tiny synthetic copies, see
+    `dldojo.data.fixtures`) carry a `FIXTURE.json` listing their own hashes. Such a manifest vouches for
+    itself, so it is honoured only when the environment says so: `DLDOJO_ALLOW_FIXTURES=1` (the test
+    suite sets it). Otherwise the folder is checked against the registered checksums like any other, and
+    fails with a note saying what the manifest is.
+  * Files are parsed, never executed: pickles go through `dldojo.data.safe_pickle`.
+  * Archives are extracted only inside their target folder (no absolute paths, `..`, links or devices)
+    and only up to the dataset's `max_extracted_bytes` (checked against the sizes the archive declares,
+    before anything is written); downloads are capped the same way.
+  * An unreadable folder or file is reported as such ("unreadable"), with the path and the fix.
 """
 
 from __future__ import annotations
@@ -22,12 +33,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +48,8 @@ from typing import Any
 from dldojo.engine.errors import DojoError, did_you_mean
 
 FIXTURE_MANIFEST = "FIXTURE.json"
-DATASET_MODULES = ("dldojo.data.movielens", "dldojo.data.enja", "dldojo.data.images")
+FIXTURES_ENV = "DLDOJO_ALLOW_FIXTURES"
+DEFAULT_MAX_EXTRACTED_BYTES = 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +74,10 @@ class Dataset:
     """Sub-folder -> digest of its whole tree (see `tree_digest`), for folders of many small files."""
     manual_download: str = ""
     """Non-empty when no URL can be fetched without an account: how to get the files by hand."""
+    fixture: Callable[[Path], Path] | None = None
+    """`fixture(root)` writes a tiny synthetic copy into `root/<name>/` (with its FIXTURE.json) for tests."""
+    max_extracted_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES
+    """Cap on what the official download may weigh and unpack to (declare about twice the real size)."""
 
 
 _DATASETS: dict[str, Dataset] = {}
@@ -71,10 +89,10 @@ def register_dataset(dataset: Dataset) -> Dataset:
 
 
 def all_datasets() -> dict[str, Dataset]:
-    import importlib
+    """Every registered dataset: the modules the families declare (`Family.datasets`) register theirs."""
+    from dldojo.engine.family import import_modules
 
-    for module in DATASET_MODULES:
-        importlib.import_module(module)
+    import_modules("datasets")
     return dict(sorted(_DATASETS.items()))
 
 
@@ -112,15 +130,52 @@ def file_matches(path: Path, expected: str) -> tuple[bool, str]:
 
 
 def tree_digest(folder: Path) -> str:
-    """sha256 of the sorted lines "relative/path sha256-of-file" of every file under `folder`."""
-    lines = sorted(f"{p.relative_to(folder).as_posix()} {sha256_of(p)}" for p in folder.rglob("*") if p.is_file())
+    """sha256 of the sorted lines "relative/path sha256-of-file" of every file under `folder`.
+
+    A sub-folder that cannot be listed raises (PermissionError), rather than being skipped silently."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    paths = [Path(top) / f for top, _, names in os.walk(folder, onerror=fail) for f in names]
+    lines = sorted(f"{p.relative_to(folder).as_posix()} {sha256_of(p)}" for p in paths if p.is_file())
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def fixtures_allowed() -> bool:
+    """True when FIXTURE.json manifests may be honoured: only with DLDOJO_ALLOW_FIXTURES=1 (tests)."""
+    return os.environ.get(FIXTURES_ENV, "") == "1"
+
+
+def is_fixture(folder: Path) -> bool:
+    """A folder that counts as a synthetic test fixture: it has a FIXTURE.json and fixtures are allowed."""
+    return fixtures_allowed() and (Path(folder) / FIXTURE_MANIFEST).exists()
+
+
+def write_manifest(folder: Path) -> None:
+    """Write `folder`'s FIXTURE.json: the sha256 of every file under it (fixture writers call this last)."""
+    files = {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != FIXTURE_MANIFEST}
+    (folder / FIXTURE_MANIFEST).write_text(json.dumps({"synthetic": True, "files": files}, indent=1))
+
+
+def _manifest_files(manifest: Path) -> dict[str, str] | None:
+    """The {relative path: sha256} of a FIXTURE.json, or None when it is not one (or names outside paths)."""
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v)
+            and not PurePosixPath(k).is_absolute() and ".." not in PurePosixPath(k).parts
+            for k, v in files.items()):
+        return None
+    return files
 
 
 @dataclasses.dataclass
 class Status:
     dataset: str
-    state: str  # "ok", "fixture", "missing", "corrupt"
+    state: str  # "ok", "fixture", "missing", "corrupt", "unreadable"
     path: Path | None
     detail: str = ""
     searched: tuple[Path, ...] = ()
@@ -149,13 +204,37 @@ def _problems(folder: Path, files: dict[str, str], trees: dict[str, str]) -> lis
 
 
 def check_folder(dataset: Dataset, folder: Path) -> Status:
-    """Verify every registered file of `dataset` inside `folder` (or the fixture manifest).
+    """Verify every registered file of `dataset` inside `folder` (or, when allowed, the fixture manifest).
 
-    The folder verifies when its main layout (`files` + `tree_sha256`) does, or else its `alt_files`."""
+    The folder verifies when its main layout (`files` + `tree_sha256`) does, or else its `alt_files`.
+    A folder or file that cannot be read gives the state "unreadable" (with the path), not an exception."""
+    try:
+        return _check_folder(dataset, folder)
+    except OSError as exc:
+        return Status(dataset.name, "unreadable", folder, _unreadable(exc, folder))
+
+
+def _unreadable(exc: OSError, folder: Path) -> str:
+    """'cannot read <what> (<why>); <fix>', naming the folder that blocks the way when it is not the file."""
+    path = Path(exc.filename) if exc.filename else folder
+    blocked = next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)), path)
+    above = blocked != folder and folder.is_relative_to(blocked)
+    fix = f"chmod a+rX {blocked}" if above else f"chmod -R a+rX {folder}"
+    return f"cannot read {blocked} ({exc.strerror or exc}); give this user read access (e.g. `{fix}`)"
+
+
+def _check_folder(dataset: Dataset, folder: Path) -> Status:
     manifest = folder / FIXTURE_MANIFEST
+    note = ""
     if manifest.exists():
-        problems = _problems(folder, json.loads(manifest.read_text())["files"], {})
-        return Status(dataset.name, "corrupt" if problems else "fixture", folder, "; ".join(problems))
+        if fixtures_allowed():
+            files = _manifest_files(manifest)
+            if files is None:
+                return Status(dataset.name, "corrupt", folder, f"{FIXTURE_MANIFEST} is not a fixture manifest")
+            problems = _problems(folder, files, {})
+            return Status(dataset.name, "corrupt" if problems else "fixture", folder, "; ".join(problems))
+        note = (f" ({FIXTURE_MANIFEST} marks this folder as synthetic test data, which is used only when "
+                f"{FIXTURES_ENV}=1, as in the test suite)")
     problems = _problems(folder, dataset.files, dataset.tree_sha256)
     if problems and dataset.alt_files:
         alt = _problems(folder, dataset.alt_files, {})
@@ -163,7 +242,7 @@ def check_folder(dataset: Dataset, folder: Path) -> Status:
             return Status(dataset.name, "ok", folder, "alternative layout")
         problems.append("nor does the alternative layout verify: " + "; ".join(alt))
     if problems:
-        return Status(dataset.name, "corrupt", folder, "; ".join(problems))
+        return Status(dataset.name, "corrupt", folder, "; ".join(problems) + note)
     return Status(dataset.name, "ok", folder)
 
 
@@ -173,7 +252,11 @@ def status(name: str) -> Status:
     roots = data_roots()
     for root in roots:
         folder = root / dataset.name
-        if folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError as exc:  # the root itself cannot be searched
+            return Status(name, "unreadable", folder, _unreadable(exc, folder), tuple(roots))
+        if found:
             result = check_folder(dataset, folder)
             result.searched = tuple(roots)
             return result
@@ -186,6 +269,8 @@ def locate(name: str, download: bool = True) -> Path:
     dataset = get_dataset(name)
     if result.state in ("ok", "fixture"):
         return result.path  # type: ignore[return-value]
+    if result.state == "unreadable":
+        raise DojoError(f"dataset {name}: {result.detail}, or point DLDOJO_DATA at a readable copy.")
     if result.state == "corrupt":
         raise DojoError(
             f"dataset {name} at {result.path} failed verification: {result.detail}. Delete or replace that folder "
@@ -214,15 +299,29 @@ def locate(name: str, download: bool = True) -> Path:
     )
 
 
-def _download(url: str, target: Path, desc: str) -> None:
+def _download(url: str, target: Path, desc: str, max_bytes: int) -> int:
+    """Fetch `url` into `target`; refuse (DojoError) past `max_bytes`. Returns the number of bytes."""
     from tqdm import tqdm
 
     with urllib.request.urlopen(url, timeout=30) as response, open(target, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
+        if total and total > max_bytes:
+            raise DojoError(_too_big(url, total, max_bytes))
+        done = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=desc) as bar:
             for chunk in iter(lambda: response.read(1 << 16), b""):
+                done += len(chunk)
+                if done > max_bytes:
+                    raise DojoError(_too_big(url, done, max_bytes))
                 out.write(chunk)
                 bar.update(len(chunk))
+    return done
+
+
+def _too_big(what: object, size: int, max_bytes: int) -> str:
+    return (f"{what} would take {size / 2**20:,.1f} MiB or more, over the {max_bytes / 2**20:,.1f} MiB cap this "
+            "dataset declares (max_extracted_bytes); refusing it (a wrong URL, a changed upstream file or an "
+            "archive bomb). Check the source, or raise the dataset's max_extracted_bytes if it really grew.")
 
 
 def fetch(dataset: Dataset, url: str) -> Path:
@@ -231,16 +330,17 @@ def fetch(dataset: Dataset, url: str) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=f".{dataset.name}-") as tmp:
         staged = Path(tmp) / "extracted"
+        budget = dataset.max_extracted_bytes
         if dataset.file_urls:  # separate files (MNIST): each into place
             folder = staged
             for rel, file_url in dataset.file_urls.items():
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                _download(file_url, folder / rel, f"download {dataset.name}/{rel}")
+                budget -= _download(file_url, folder / rel, f"download {dataset.name}/{rel}", budget)
         else:
             archive = Path(tmp) / PurePosixPath(urllib.request.urlparse(url).path).name
-            _download(url, archive, f"download {dataset.name}")
+            _download(url, archive, f"download {dataset.name}", budget)
             if zipfile.is_zipfile(archive) or tarfile.is_tarfile(archive):
-                safe_extract(archive, staged)
+                safe_extract(archive, staged, budget)
                 folder = staged / dataset.archive_prefix if dataset.archive_prefix else staged
             else:  # a single plain file
                 folder = staged
@@ -262,22 +362,38 @@ def _check_member(name: str, dest: Path) -> Path:
     return target
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a zip or tar archive into `dest`, refusing absolute paths, '..', links and devices."""
+def safe_extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES) -> None:
+    """Extract a zip or tar archive into `dest`, refusing absolute paths, '..', links and devices, and
+    archives whose members add up to more than `max_bytes`.
+
+    Every member is checked before anything is written. The sizes checked are those the archive
+    declares, which bound what is written: tarfile copies exactly the declared size, zipfile stops at
+    it. A tar header is checked as soon as it is read, so a compressed bomb is refused without
+    decompressing its body."""
     dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for info in members:
-                _check_member(info.filename, dest)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise DojoError(f"refusing to extract symlink {info.filename!r} (unsafe archive)")
-            zf.extractall(dest)
-        return
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        for member in members:
-            _check_member(member.name, dest)
-            if not (member.isfile() or member.isdir()):
-                raise DojoError(f"refusing to extract {member.name!r}: links and devices are not allowed")
-        tf.extractall(dest, members=members, filter="data")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                total = 0
+                for info in zf.infolist():
+                    _check_member(info.filename, dest)
+                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                        raise DojoError(f"refusing to extract symlink {info.filename!r} (unsafe archive)")
+                    total += info.file_size
+                    if total > max_bytes:
+                        raise DojoError(_too_big(archive, total, max_bytes))
+                zf.extractall(dest)
+            return
+        with tarfile.open(archive) as tf:
+            members, total = [], 0
+            for member in tf:  # lazily: each header is checked before the next one is read
+                _check_member(member.name, dest)
+                if not (member.isfile() or member.isdir()):
+                    raise DojoError(f"refusing to extract {member.name!r}: links and devices are not allowed")
+                total += member.size
+                if total > max_bytes:
+                    raise DojoError(_too_big(archive, total, max_bytes))
+                members.append(member)
+            tf.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise DojoError(f"{archive} is a damaged archive ({exc}); delete it and download it again.") from None
