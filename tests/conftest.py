@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# OpenMP threads that spin while waiting make 2-thread runs crawl when the 2 cores are shared (measured: a 1 s
+# seq2seq smoke test took 43 s under load); sleeping waiters change no number. Set before torch starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
-"""Recommender maths: the curriculum's worked example exactly, models vs brute-force NumPy, real-data quality."""
+"""Recommender maths: the curriculum's worked example exactly, models vs brute-force NumPy, reloading a finished
+run for `dldojo recommend`, real-data quality."""
 
 from __future__ import annotations
 
@@ -117,3 +118,29 @@ def test_autorec_prediction_is_brute_force():
     predict = make_predictor(model, R, M)
     users, items = np.array([0, 1, 2, 0, 2]), np.array([0, 1, 2, 3, 3])
     np.testing.assert_allclose(predict(users, items), expected[items, users], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["collab-dot", "collab-bias", "collab-nn", "mf-sgd", "autorec"])
+def test_reloaded_model_predicts_what_the_run_evaluated(name, synthetic_data):
+    from dldojo.engine.launch import run_experiment
+    from dldojo.engine.reload import load_run
+    from dldojo.recsys import common
+
+    summary = run_experiment(name, preset="smoke", seed=2, quiet=True, report=False)
+    run = load_run(summary["run_dir"], family="recsys")
+    _, _, test = common.load_split(run.config.split, run.config.max_ratings)
+    reloaded = common.evaluate(common.predictor(run.model), test)
+    assert reloaded["test_mse"] == pytest.approx(summary["metrics"]["test_mse"], rel=1e-6)
+    assert len(common.recommend(summary["run_dir"], user_id=1, n=3, min_ratings=1)) == 3
+
+
+def test_recommend_refuses_what_is_not_a_finished_recsys_run(synthetic_data, tmp_path):
+    from dldojo.engine.errors import DojoError
+    from dldojo.engine.launch import run_experiment
+    from dldojo.recsys.common import recommend
+
+    with pytest.raises(DojoError, match="not a dldojo run directory"):
+        recommend(tmp_path, user_id=1)
+    text_run = run_experiment("seq2seq-gru", preset="smoke", quiet=True, report=False)["run_dir"]
+    with pytest.raises(DojoError, match=r"run of seq2seq-gru \(family text\).*recsys family"):
+        recommend(text_run, user_id=1)

@@ -1,11 +1,11 @@
 """seq2seq-gru / seq2seq-attn: decoding (greedy = beam 1, exhaustive beam = brute force), packing and
-masking properties, resume equivalence, the translate command, and learning on real data."""
+masking properties, the translate command, and learning on real data. (Interrupt -> resume equality, with
+scheduled sampling and checkpoint averaging in the smoke presets, is tests/test_smoke_registry.py's.)"""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,7 @@ import torch
 
 from dldojo.cli import main as cli_main
 from dldojo.data.enja import BOS, EOS, PAD, UNK, collate
-from dldojo.engine.errors import RunInterrupted
 from dldojo.engine.launch import run_experiment
-from dldojo.engine.run import INTERRUPT_ENV
 from dldojo.text import decoding
 from dldojo.text.cli import longest_match, tokenize
 from dldojo.text.seq2seq import Seq2Seq
@@ -116,21 +114,6 @@ def test_tokenizer_matches_corpus_conventions():
     assert tokenize("私 は 学生", "ja", vocab) == ["私", "は", "学生"]
 
 
-@pytest.mark.parametrize("name", ["seq2seq-gru", "seq2seq-attn"])
-def test_interrupt_then_resume_equals_uninterrupted(name, synthetic_data, monkeypatch):
-    sets = ["epochs=3", "teacher_forcing=0.7", "average_last=2", "dropout=0.2", "max_train=200", "max_eval=8"]
-    full = run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
-    monkeypatch.setenv(INTERRUPT_ENV, "8")  # mid-epoch 2 (about 6 batches per epoch)
-    with pytest.raises(RunInterrupted):
-        run_experiment(name, preset="smoke", sets=sets, seed=1, quiet=True, report=False)
-    monkeypatch.delenv(INTERRUPT_ENV)
-    interrupted = next(p for p in Path(os.environ["DLDOJO_RUNS"], name).iterdir() if not (p / "summary.json").exists())
-    resumed = run_experiment(resume=interrupted, quiet=True, report=False)
-    drop = ("train_tokens_per_second", "test_beam_seconds")
-    assert {k: v for k, v in resumed["metrics"].items() if k not in drop} == \
-           {k: v for k, v in full["metrics"].items() if k not in drop}
-
-
 def test_translate_command(synthetic_data, capsys, monkeypatch):
     summary = run_experiment("seq2seq-attn", preset="smoke", sets=["epochs=3"], quiet=True)
     run_dir = summary["run_dir"]
@@ -151,7 +134,17 @@ def test_translate_command(synthetic_data, capsys, monkeypatch):
     assert "line 3: input too long" in out.err
 
 
+def test_translate_refuses_what_is_not_a_finished_translation_run(synthetic_data, capsys, tmp_path):
+    assert cli_main(["translate", str(tmp_path), "i like tea ."]) == 2
+    assert "not a dldojo run directory" in capsys.readouterr().err
+    recsys_run = run_experiment("collab-dot", preset="smoke", quiet=True, report=False)["run_dir"]
+    assert cli_main(["translate", recsys_run, "i like tea ."]) == 2
+    err = capsys.readouterr().err
+    assert "run of collab-dot (family recsys)" in err and "text family" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.realdata
+@pytest.mark.slow  # ~30 s on 2 cores
 def test_short_training_on_real_data_beats_copy_baseline(real_data):
     summary = run_experiment("seq2seq-attn", preset="quick", quiet=True, report=False,
                              sets=["max_train=10000", "max_eval=200", "beam_width=1"])

@@ -18,7 +18,7 @@ chosen on the random 80/20 split and carried over to the official folds unchange
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
+from dldojo.engine.reload import LoadedRun
 from dldojo.engine.run import RunContext
 from dldojo.recsys import common
 
@@ -77,26 +78,41 @@ def rating_matrix(train, n_items: int, n_users: int) -> tuple[torch.Tensor, torc
     return R, M
 
 
+class AutoRecRatings(nn.Module):
+    """r̂_ui = h(r^(i))_u clipped to [1, 5] (3 for a movie without training ratings), from the training
+    ratings R and their mask M (not saved with the weights: rebuilt from the data split)."""
+
+    def __init__(self, autorec: ItemAutoRec, R: torch.Tensor, M: torch.Tensor):
+        super().__init__()
+        self.autorec = autorec
+        self.register_buffer("R", R, persistent=False)
+        self.register_buffer("M", M, persistent=False)
+
+    def table(self) -> torch.Tensor:
+        """Predicted ratings of every (movie, user)."""
+        full = self.autorec(self.R).clamp(1, 5)
+        full[self.M.sum(1) == 0] = 3.0  # movies never rated in training
+        return full
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.table()[items, users]
+
+
 def make_predictor(model: ItemAutoRec, R: torch.Tensor, M: torch.Tensor) -> common.Predict:
-    model.eval()
+    ratings = AutoRecRatings(model, R, M).eval()
     with torch.no_grad():
-        full = model(R).clamp(1, 5)
-        full[M.sum(1) == 0] = 3.0  # movies never rated in training
-    table = full.numpy().astype(np.float64)
+        table = ratings.table().numpy().astype(np.float64)
     return lambda users, items: table[items, users]
 
 
 def run(ctx: RunContext, cfg: AutoRecConfig) -> dict[str, float]:
     data, train, test = common.load_split(cfg.split, cfg.max_ratings)
+    common.save_shape(ctx, data)
     R, M = rating_matrix(train, data.n_items, data.n_users)
     model = ItemAutoRec(data.n_users, cfg.hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, metrics = 0, {}
-    saved = ctx.restore()
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, metrics = saved["step"], dict(saved["metrics"])
+    state = {"model": model, "optimizer": optimizer, "metrics": {}}
+    step = ctx.restore(state)
 
     bar = ctx.progress(cfg.epochs, initial=step)
     while step < cfg.epochs:
@@ -110,26 +126,24 @@ def run(ctx: RunContext, cfg: AutoRecConfig) -> dict[str, float]:
         ctx.check_finite(loss.item(), step)
         train_mse = masked_sse.item() / float(M.sum())
         if step % cfg.eval_every == 0 or step == cfg.epochs:
-            metrics = common.evaluate(make_predictor(model, R, M), test)
-            ctx.log(step, train_mse=train_mse, **metrics)
-            bar.set_postfix(train_mse=f"{train_mse:.4f}", test_rmse=f"{metrics['test_rmse']:.4f}")
+            state["metrics"] = common.evaluate(make_predictor(model, R, M), test)
+            ctx.log(step, train_mse=train_mse, **state["metrics"])
+            bar.set_postfix(train_mse=f"{train_mse:.4f}", test_rmse=f"{state['metrics']['test_rmse']:.4f}")
         bar.update(1)
-        ctx.tick(step, lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "metrics": metrics})
+        ctx.tick(step, state)
     bar.close()
-    ctx.save_weights(model.state_dict())
+    ctx.save_weights(AutoRecRatings(model, R, M).state_dict())
     predict = make_predictor(model, R, M)
     with torch.no_grad():
         movie_codes = model.code(R).numpy()
     common.report_pictures(ctx, data, train, predict, movie_codes, None, user=cfg.report_user - 1)
-    return metrics
+    return state["metrics"]
 
 
-def build_predictor(cfg: dict[str, Any], weights: dict[str, Any], n_users: int, n_items: int) -> common.Predict:
-    _, train, _ = common.load_split(cfg["split"], cfg["max_ratings"])
-    model = ItemAutoRec(n_users, cfg["hidden"])
-    model.load_state_dict(weights)
-    return make_predictor(model, *rating_matrix(train, n_items, n_users))
+def build_model(cfg: AutoRecConfig, run: LoadedRun) -> AutoRecRatings:
+    n_users, n_items = common.shape(run)
+    _, train, _ = common.load_split(cfg.split, cfg.max_ratings)
+    return AutoRecRatings(ItemAutoRec(n_users, cfg.hidden), *rating_matrix(train, n_items, n_users))
 
 
 register(Experiment(
@@ -141,6 +155,7 @@ register(Experiment(
              "quick": {"epochs": 200},
              "full": {"epochs": 200, "split": "u1"}},
     run=run,
+    build_model=build_model,
     metric="test_rmse",
     direction="min",
     datasets=("ml-100k",),
@@ -149,4 +164,3 @@ register(Experiment(
     target=0.90,
     family="recsys",
 ))
-common.PREDICTORS["autorec"] = build_predictor

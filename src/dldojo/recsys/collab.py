@@ -17,9 +17,8 @@ Reference: fastai `EmbeddingDotBias` reaches valid MSE 0.811 after 5 epochs (lr 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -126,31 +125,24 @@ class CollabNN(nn.Module):
         return sigmoid_range(self.mlp(x)[:, 0], *self.y_range)
 
 
-def build_model(kind: str, cfg: dict[str, Any], n_users: int, n_items: int) -> nn.Module:
-    y_range = (cfg["y_low"], cfg["y_high"])
+def make_model(kind: str, cfg: CollabConfig, n_users: int, n_items: int) -> nn.Module:
+    y_range = (cfg.y_low, cfg.y_high)
     if kind == "collab-dot":
-        return DotProduct(n_users, n_items, cfg["n_factors"], cfg["init_std"])
+        return DotProduct(n_users, n_items, cfg.n_factors, cfg.init_std)
     if kind == "collab-bias":
-        return DotProductBias(n_users, n_items, cfg["n_factors"], cfg["init_std"], y_range)
-    return CollabNN(n_users, n_items, cfg["n_factors"], cfg["hidden"], cfg["dropout"], cfg["init_std"], y_range)
-
-
-def torch_predictor(model: nn.Module) -> common.Predict:
-    def predict(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        model.eval()
-        with torch.no_grad():
-            return model(torch.as_tensor(users), torch.as_tensor(items)).numpy().astype(np.float64)
-    return predict
+        return DotProductBias(n_users, n_items, cfg.n_factors, cfg.init_std, y_range)
+    return CollabNN(n_users, n_items, cfg.n_factors, cfg.hidden, cfg.dropout, cfg.init_std, y_range)
 
 
 def train_collab(kind: str, ctx: RunContext, cfg: CollabConfig) -> dict[str, float]:
     data, train, test = common.load_split(cfg.split, cfg.max_ratings)
-    model = build_model(kind, dataclasses.asdict(cfg), data.n_users, data.n_items)
+    common.save_shape(ctx, data)
+    model = make_model(kind, cfg, data.n_users, data.n_items)
     tensors = (torch.as_tensor(train.user), torch.as_tensor(train.item), torch.as_tensor(train.rating))
     steps = cfg.epochs * -(-len(train) // cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = OneCycle(optimizer, cfg.lr, steps)  # fastai's fit_one_cycle defaults
-    predict = torch_predictor(model)
+    predict = common.predictor(model)
 
     def loss_fn(net: nn.Module, batch) -> torch.Tensor:
         user, item, rating = batch
@@ -165,14 +157,6 @@ def train_collab(kind: str, ctx: RunContext, cfg: CollabConfig) -> dict[str, flo
     return metrics
 
 
-def _predictor_builder(kind: str) -> common.PredictorBuilder:
-    def build(cfg: dict[str, Any], weights: dict[str, Any], n_users: int, n_items: int) -> common.Predict:
-        model = build_model(kind, cfg, n_users, n_items)
-        model.load_state_dict(weights)
-        return torch_predictor(model)
-    return build
-
-
 def _register(kind: str, detail: str, config_cls: type, presets: dict, references=(), target=None) -> None:
     register(Experiment(
         name=kind,
@@ -181,10 +165,10 @@ def _register(kind: str, detail: str, config_cls: type, presets: dict, reference
               "Howard & Gugger 2020, Deep Learning for Coders ch. 8",
         config_cls=config_cls, presets=presets,
         run=lambda ctx, cfg: train_collab(kind, ctx, cfg),
+        build_model=lambda cfg, run: make_model(kind, cfg, *common.shape(run)),
         metric="test_mse", direction="min", datasets=("ml-100k",), references=references, target=target,
         family="recsys", threads=1,  # embedding lookups of a few rows: threads only add sync overhead
     ))
-    common.PREDICTORS[kind] = _predictor_builder(kind)
 
 
 SMOKE = {"epochs": 1, "max_ratings": 2000, "batch_size": 256}

@@ -1,27 +1,27 @@
 """What every recommender experiment shares: data splits, evaluation, report pictures, top-N lists.
 
-Each recsys experiment registers a *predictor builder* here: given the run's config and saved weights it
-returns `predict(users, items) -> ratings`, which is all that evaluation, the pictures and
-`dldojo recommend` need.
+Every recsys model is an `nn.Module` whose `forward(users, items)` returns predicted ratings. Each
+experiment declares `build_model(cfg, run)`, which rebuilds that module for a finished run (the table
+sizes come from `shape.json`, saved by `save_shape`); `dldojo recommend` loads it through
+`engine.reload.load_run` and ranks a user's unseen movies with it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
 
 from dldojo.data import movielens
 from dldojo.engine.errors import DojoError
-from dldojo.engine.run import RunContext, load_weights
+from dldojo.engine.reload import LoadedRun, load_run
+from dldojo.engine.run import RunContext
 from dldojo.metrics import mse, rmse
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
-PredictorBuilder = Callable[[dict[str, Any], dict[str, Any], int, int], Predict]
-PREDICTORS: dict[str, PredictorBuilder] = {}
+SHAPE_FILE = "shape.json"
 
 
 def load_split(split: str, max_ratings: int = 0, split_seed: int = 42):
@@ -37,6 +37,26 @@ def load_split(split: str, max_ratings: int = 0, split_seed: int = 42):
 def evaluate(predict: Predict, test: movielens.Ratings, prefix: str = "test") -> dict[str, float]:
     pred = predict(test.user, test.item)
     return {f"{prefix}_mse": mse(pred, test.rating), f"{prefix}_rmse": rmse(pred, test.rating)}
+
+
+def predictor(model: torch.nn.Module) -> Predict:
+    """`predict(users, items)` on NumPy ids with a rating model (in eval mode, without gradients)."""
+    def predict(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            return model(torch.as_tensor(users), torch.as_tensor(items)).numpy().astype(np.float64)
+    return predict
+
+
+def save_shape(ctx: RunContext, data: movielens.MovieLens) -> None:
+    """Record the user and movie counts the model's tables were built for (read back by `shape`)."""
+    ctx.save_json(SHAPE_FILE, {"n_users": data.n_users, "n_items": data.n_items})
+
+
+def shape(run: LoadedRun) -> tuple[int, int]:
+    """(n_users, n_items) of a finished run's model."""
+    saved = run.read_json(SHAPE_FILE)
+    return int(saved["n_users"]), int(saved["n_items"])
 
 
 def report_pictures(ctx: RunContext, data: movielens.MovieLens, train: movielens.Ratings, predict: Predict,
@@ -98,17 +118,11 @@ def top_n(predict: Predict, data: movielens.MovieLens, user: int, n: int = 10, m
 
 def recommend(run_dir: Path, user_id: int, n: int = 10, min_ratings: int = 10) -> list[tuple[str, float]]:
     """Top-`n` unseen movies for 1-based `user_id` from a finished recsys run."""
-    config = json.loads((Path(run_dir) / "config.json").read_text()) if (Path(run_dir) / "config.json").exists() \
-        else None
-    if config is None:
-        raise DojoError(f"{run_dir} is not a dldojo run directory (no config.json).")
-    name = config["experiment"]
-    from dldojo.engine import registry
-
-    registry.load_all()  # fills PREDICTORS
-    if name not in PREDICTORS:
-        raise DojoError(f"{run_dir} is a run of {name}, which is not a recommender (recsys runs: "
-                        f"{', '.join(sorted(PREDICTORS))}).")
+    run = load_run(run_dir, family="recsys")
     data = movielens.load()
-    predict = PREDICTORS[name](config["config"], load_weights(run_dir), data.n_users, data.n_items)
-    return top_n(predict, data, user_id - 1, n, min_ratings)
+    if shape(run) != (data.n_users, data.n_items):
+        n_users, n_items = shape(run)
+        raise DojoError(f"{run_dir} was trained on ratings of {n_users} users and {n_items} movies, but the "
+                        f"ml-100k found now has {data.n_users} and {data.n_items}; point DLDOJO_DATA at the "
+                        f"data it was trained on.")
+    return top_n(predictor(run.model), data, user_id - 1, n, min_ratings)

@@ -20,13 +20,15 @@ Reference: published MF baselines on MovieLens-100k reach RMSE ≈ 0.91-0.94.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
+from dldojo.engine.reload import LoadedRun
 from dldojo.engine.run import RunContext
 from dldojo.recsys import common
 
@@ -97,55 +99,64 @@ class MFConfig:
             raise DojoError(f"need alpha > 0 and lam >= 0, got alpha={self.alpha}, lam={self.lam}")
 
 
+class FunkSVD(nn.Module):
+    """P, Q, b_u, b_i and μ as buffers (float64, no autograd): `forward(users, items)` = r̂_ui. The training
+    loop updates them in place through NumPy views; `dldojo recommend` rebuilds the module."""
+
+    def __init__(self, P: np.ndarray, Q: np.ndarray, mu: float, use_bias: bool):
+        super().__init__()
+        self.use_bias = use_bias
+        self.register_buffer("P", torch.from_numpy(P))
+        self.register_buffer("Q", torch.from_numpy(Q))
+        self.register_buffer("user_bias", torch.zeros(len(P), dtype=torch.float64))
+        self.register_buffer("item_bias", torch.zeros(len(Q), dtype=torch.float64))
+        self.register_buffer("mu", torch.tensor(mu, dtype=torch.float64))
+
+    def bias(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        return (self.user_bias.numpy(), self.item_bias.numpy(), float(self.mu)) if self.use_bias else None
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(predict_ratings(self.P.numpy(), self.Q.numpy(), users.numpy(), items.numpy(),
+                                                self.bias()))
+
+
 def run(ctx: RunContext, cfg: MFConfig) -> dict[str, float]:
     data, train, test = common.load_split(cfg.split, cfg.max_ratings)
-    P = ctx.rng.normal(0, cfg.init_std, (data.n_users, cfg.n_factors))
-    Q = ctx.rng.normal(0, cfg.init_std, (data.n_items, cfg.n_factors))
-    user_bias, item_bias = np.zeros(data.n_users), np.zeros(data.n_items)
-    mu = float(train.rating.mean()) if cfg.use_bias else 0.0
-    epoch, metrics = 0, {}
-
-    saved = ctx.restore()
-    if saved is not None:
-        epoch, metrics = saved["step"], dict(saved["metrics"])
-        P, Q = saved["P"].numpy(), saved["Q"].numpy()
-        user_bias, item_bias = saved["user_bias"].numpy(), saved["item_bias"].numpy()
-
-    def bias() -> tuple[np.ndarray, np.ndarray, float] | None:
-        return (user_bias, item_bias, mu) if cfg.use_bias else None
+    common.save_shape(ctx, data)
+    init = ctx.rng("init")
+    model = FunkSVD(init.normal(0, cfg.init_std, (data.n_users, cfg.n_factors)),
+                    init.normal(0, cfg.init_std, (data.n_items, cfg.n_factors)),
+                    float(train.rating.mean()) if cfg.use_bias else 0.0, cfg.use_bias)
+    state = {"model": model, "metrics": {}}
+    epoch = ctx.restore(state)
+    P, Q, bias = model.P.numpy(), model.Q.numpy(), model.bias()  # views: the updates below change the model
 
     def predict(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return predict_ratings(P, Q, users, items, bias())
+        return predict_ratings(P, Q, users, items, bias)
 
     users, items, ratings = train.user.tolist(), train.item.tolist(), train.rating.tolist()
     bar = ctx.progress(cfg.epochs, initial=epoch, unit="epoch")
     while epoch < cfg.epochs:
         sse = 0.0
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by check_finite below
-            for n in ctx.rng.permutation(len(ratings)).tolist():  # explicit per-rating SGD, as derived
-                sse += sgd_update(P, Q, users[n], items[n], ratings[n], cfg.alpha, cfg.lam, bias())[1]
+            for n in ctx.rng("order").permutation(len(ratings)).tolist():  # explicit per-rating SGD, as derived
+                sse += sgd_update(P, Q, users[n], items[n], ratings[n], cfg.alpha, cfg.lam, bias)[1]
         epoch += 1
         ctx.check_finite(sse, epoch, hint="For mf-sgd lower alpha (--set alpha=0.001) or raise lam.")
-        metrics = common.evaluate(predict, test)
-        ctx.log(epoch, epoch=epoch, train_mse=sse / len(ratings), **metrics)
+        state["metrics"] = common.evaluate(predict, test)
+        ctx.log(epoch, epoch=epoch, train_mse=sse / len(ratings), **state["metrics"])
         bar.update(1)
-        bar.set_postfix(train_mse=f"{sse / len(ratings):.4f}", test_rmse=f"{metrics['test_rmse']:.4f}")
-        ctx.tick(epoch, lambda: {"P": torch.from_numpy(P), "Q": torch.from_numpy(Q), "metrics": metrics,
-                                 "user_bias": torch.from_numpy(user_bias),
-                                 "item_bias": torch.from_numpy(item_bias)})
+        bar.set_postfix(train_mse=f"{sse / len(ratings):.4f}", test_rmse=f"{state['metrics']['test_rmse']:.4f}")
+        ctx.tick(epoch, state)
     bar.close()
-    ctx.save_weights({"P": torch.from_numpy(P), "Q": torch.from_numpy(Q), "user_bias": torch.from_numpy(user_bias),
-                      "item_bias": torch.from_numpy(item_bias), "mu": torch.tensor(mu)})
-    common.report_pictures(ctx, data, train, predict, Q, item_bias if cfg.use_bias else None,
-                           user=cfg.report_user - 1)
-    return metrics
+    ctx.save_weights(model.state_dict())
+    common.report_pictures(ctx, data, train, predict, Q, bias[1] if bias else None, user=cfg.report_user - 1)
+    return state["metrics"]
 
 
-def build_predictor(cfg: dict[str, Any], weights: dict[str, Any], n_users: int, n_items: int) -> common.Predict:
-    P, Q = weights["P"].numpy(), weights["Q"].numpy()
-    bias = (weights["user_bias"].numpy(), weights["item_bias"].numpy(), float(weights["mu"])) \
-        if cfg["use_bias"] else None
-    return lambda users, items: predict_ratings(P, Q, users, items, bias)
+def build_model(cfg: MFConfig, run: LoadedRun) -> FunkSVD:
+    n_users, n_items = common.shape(run)
+    return FunkSVD(np.zeros((n_users, cfg.n_factors)), np.zeros((n_items, cfg.n_factors)), 0.0, cfg.use_bias)
 
 
 register(Experiment(
@@ -157,6 +168,7 @@ register(Experiment(
              "quick": {"epochs": 20},
              "full": {"epochs": 40, "alpha": 0.005, "lam": 0.08}},  # best of a small lam / alpha sweep
     run=run,
+    build_model=build_model,
     metric="test_rmse",
     direction="min",
     datasets=("ml-100k",),
@@ -165,4 +177,3 @@ register(Experiment(
     family="recsys",
     threads=1,  # pure NumPy per-rating loop
 ))
-common.PREDICTORS["mf-sgd"] = build_predictor

@@ -9,11 +9,18 @@ source vocabulary. Unknown words become <unk> (and are listed on stderr).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dldojo.engine.errors import DojoError
+
+if TYPE_CHECKING:  # the command imports torch only when it runs
+    from torch import nn
+
+    from dldojo.data.enja import Vocab
 
 
 def tokenize(text: str, language: str, vocab_stoi: dict[str, int] | None = None) -> list[str]:
@@ -40,21 +47,30 @@ def longest_match(text: str, vocab_stoi: dict[str, int], max_word: int = 8) -> l
     return tokens
 
 
-def load_translator(run_dir: Path):
-    import json
+@dataclasses.dataclass
+class Translator:
+    """A trained translation model with its vocabularies and the run's decoding settings."""
 
-    from dldojo.engine import registry
-    from dldojo.text.decoding import TRANSLATORS
+    model: nn.Module
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    direction: str
+    """'en-ja' or 'ja-en'."""
+    beam_width: int = 5
+    length_penalty: float = 1.0
+    max_src_len: int = 50
+    """Longer inputs are refused with a message (training sentences have 4-16 tokens)."""
 
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        raise DojoError(f"{run_dir} is not a dldojo run directory (no config.json). `dldojo runs` lists runs.")
-    experiment = json.loads(config_path.read_text())["experiment"]
-    registry.load_all()  # importing the experiment modules registers their loaders
-    if experiment not in TRANSLATORS:
-        raise DojoError(f"{run_dir} is a run of {experiment}, which is not a translation model "
-                        f"(translation experiments: {', '.join(sorted(TRANSLATORS))}).")
-    return TRANSLATORS[experiment](Path(run_dir))
+
+def load_translator(run_dir: Path) -> Translator:
+    """The model of a finished seq2seq-gru / seq2seq-attn / transformer run, ready to translate."""
+    from dldojo.engine.reload import load_run
+    from dldojo.text.decoding import load_vocabs
+
+    run = load_run(run_dir, family="text")
+    src_vocab, tgt_vocab, direction = load_vocabs(run)
+    return Translator(run.model, src_vocab, tgt_vocab, direction, beam_width=run.config.beam_width,
+                      length_penalty=run.config.length_penalty)
 
 
 def translate_line(translator, line: str, beam_width: int, length_penalty: float) -> tuple[str, list[str]]:

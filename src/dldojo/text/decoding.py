@@ -24,14 +24,13 @@ a per-token average. With `beam_width` 1 beam search is exactly greedy search (t
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from dldojo.data.enja import BOS, EOS, PAD, Pair, Vocab, collate
+from dldojo.data.enja import BOS, EOS, PAD, Pair, ParallelData, Vocab, collate
+from dldojo.engine.reload import LoadedRun
+from dldojo.engine.run import RunContext
 
 
 class Seq2SeqModel(Protocol):
@@ -169,23 +168,17 @@ def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torc
     return {k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
 
 
-# ----- loading a trained run for `dldojo translate` -----
+# ----- the vocabularies of a translation run (read back by build_model and `dldojo translate`) -----
 
-@dataclasses.dataclass
-class Translator:
-    """A trained model with its vocabularies, ready for `translate_corpus`."""
-
-    model: Seq2SeqModel
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    direction: str
-    """'en-ja' or 'ja-en'."""
-    max_src_len: int = 50
-    """Longer inputs are refused with a message (training sentences have 4-16 tokens)."""
-    beam_width: int = 5
-    length_penalty: float = 1.0
+VOCAB_FILE = "vocab.json"
 
 
-# experiment name -> function(run_dir) that rebuilds the trained model from config.json, vocab.json and
-# model.safetensors. Each translation experiment registers its loader when its module is imported.
-TRANSLATORS: dict[str, Callable[[Path], Translator]] = {}
+def save_vocabs(ctx: RunContext, data: ParallelData) -> None:
+    ctx.save_json(VOCAB_FILE, {"direction": data.direction, "src": data.src_vocab.to_json(),
+                               "tgt": data.tgt_vocab.to_json()})
+
+
+def load_vocabs(run: LoadedRun) -> tuple[Vocab, Vocab, str]:
+    """(source vocabulary, target vocabulary, direction) of a finished run."""
+    saved = run.read_json(VOCAB_FILE)
+    return Vocab.from_json(saved["src"]), Vocab.from_json(saved["tgt"]), saved["direction"]

@@ -34,11 +34,10 @@ Target (this project): `seq2seq-attn --preset full` test BLEU ≥ 22 in ≤ 20 m
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
-from pathlib import Path
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +48,8 @@ from dldojo.data import enja
 from dldojo.data.enja import PAD
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
-from dldojo.engine.run import RunContext, load_weights
+from dldojo.engine.reload import LoadedRun
+from dldojo.engine.run import RunContext
 from dldojo.metrics.bleu import corpus_bleu, sacrebleu_corpus
 from dldojo.text import decoding
 
@@ -243,19 +243,24 @@ class Seq2Seq(nn.Module):
         return logits, alpha
 
 
-def build_model(cfg: Seq2SeqConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+def make_model(cfg: Seq2SeqConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
     return Seq2Seq(src_vocab_size, tgt_vocab_size, cfg.embed_dim, cfg.hidden_size, cfg.num_layers,
                    cfg.bidirectional, cfg.attention, cfg.dropout, cfg.tie_embeddings)
+
+
+def build_model(cfg: Seq2SeqConfig, run: LoadedRun) -> Seq2Seq:
+    """The trained model's shape, for `dldojo translate` (the vocabulary sizes come from vocab.json)."""
+    src_vocab, tgt_vocab, _ = decoding.load_vocabs(run)
+    return make_model(cfg, len(src_vocab), len(tgt_vocab))
 
 
 # ----- training loop -----
 
 def learning_rate(cfg: Seq2SeqConfig, step: int, total_steps: int) -> float:
-    """Linear warm-up, then cosine decay from lr to lr * final_lr_ratio at the last step."""
-    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-    progress = min(1.0, step / max(total_steps, 1))
-    decay = cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr * warm * decay
+    """Linear warm-up ramp times a cosine over all steps, from lr to lr * final_lr_ratio at the last step."""
+    from dldojo.engine import schedules
+    return schedules.warmup_cosine(step, total_steps, cfg.warmup_steps, cfg.final_lr_ratio, cosine_over="all",
+                                   lr=cfg.lr)
 
 
 def mix_inputs(model: Seq2Seq, src, src_lengths, tgt_in: torch.Tensor, p_gold: float) -> torch.Tensor:
@@ -281,39 +286,22 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
     if cfg.max_eval:
         dev, dev_refs = dev[:cfg.max_eval], dev_refs[:cfg.max_eval]
         test, test_refs, test_src = test[:cfg.max_eval], test_refs[:cfg.max_eval], test_src[:cfg.max_eval]
-    if ctx.is_main:
-        enja.save_vocabs(ctx.run_dir, data.src_vocab, data.tgt_vocab, data.direction)
-    model = build_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
+    decoding.save_vocabs(ctx, data)
+    model = make_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_estimate = cfg.epochs * len(enja.token_batches(data.train, cfg.max_tokens, ctx.seed, 0))
 
-    step, epoch, batch_in_epoch = 0, 0, 0
-    loss_sum, token_count, train_seconds, train_tokens = 0.0, 0, 0.0, 0
-    epoch_states: list[dict[str, torch.Tensor]] = []
-    history: list[dict[str, float]] = []
-    saved = ctx.restore()
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, epoch, batch_in_epoch = saved["step"], saved["epoch"], saved["batch_in_epoch"]
-        loss_sum, token_count = saved["loss_sum"], saved["token_count"]
-        train_seconds, train_tokens = saved["train_seconds"], saved["train_tokens"]
-        epoch_states, history = saved["epoch_states"], json.loads(saved["history"])
-
-    def state() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "batch_in_epoch": batch_in_epoch, "loss_sum": loss_sum, "token_count": token_count,
-                "train_seconds": train_seconds, "train_tokens": train_tokens, "epoch_states": epoch_states,
-                "history": json.dumps(history)}
-
+    state = SimpleNamespace(model=model, optimizer=optimizer, epoch=0, batch_in_epoch=0, loss_sum=0.0,
+                            token_count=0, train_seconds=0.0, train_tokens=0, epoch_states=[], history=[])
+    step = ctx.restore(state)
     bar = ctx.progress(steps_estimate, initial=step)
-    while epoch < cfg.epochs:
-        batches = enja.token_batches(data.train, cfg.max_tokens, ctx.seed, epoch)
+    while state.epoch < cfg.epochs:
+        batches = enja.token_batches(data.train, cfg.max_tokens, ctx.seed, state.epoch)
         model.train()
         epoch_done = False
         while not epoch_done:
             t0 = time.perf_counter()
-            src, src_lengths, tgt_in, tgt_out = enja.collate(data.train, batches[batch_in_epoch])
+            src, src_lengths, tgt_in, tgt_out = enja.collate(data.train, batches[state.batch_in_epoch])
             if cfg.teacher_forcing < 1:
                 tgt_in = mix_inputs(model, src, src_lengths, tgt_in, cfg.teacher_forcing)
             for group in optimizer.param_groups:
@@ -328,47 +316,46 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            batch_in_epoch += 1
+            state.batch_in_epoch += 1
             loss_value = loss.item()
             ctx.check_finite(loss_value, step)
-            loss_sum, token_count = loss_sum + loss_value * n_tokens, token_count + n_tokens
-            train_seconds += time.perf_counter() - t0
-            train_tokens += int((src != PAD).sum()) + n_tokens
+            state.loss_sum += loss_value * n_tokens
+            state.token_count += n_tokens
+            state.train_seconds += time.perf_counter() - t0
+            state.train_tokens += int((src != PAD).sum()) + n_tokens
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / max(token_count, 1):.3f}", epoch=epoch + 1)
-            epoch_done = batch_in_epoch == len(batches)
+            bar.set_postfix(loss=f"{state.loss_sum / max(state.token_count, 1):.3f}", epoch=state.epoch + 1)
+            epoch_done = state.batch_in_epoch == len(batches)
             if epoch_done:  # end of epoch: dev BLEU (greedy), log, keep weights to average
                 model.eval()
                 dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1)
-                record = {"epoch": epoch + 1, "train_loss": loss_sum / max(token_count, 1), "dev_bleu": dev_bleu,
-                          "lr": optimizer.param_groups[0]["lr"],
-                          "train_tokens_per_second": train_tokens / max(train_seconds, 1e-9)}
-                history.append(record)
+                record = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.token_count, 1),
+                          "dev_bleu": dev_bleu, "lr": optimizer.param_groups[0]["lr"],
+                          "train_tokens_per_second": state.train_tokens / max(state.train_seconds, 1e-9)}
+                state.history.append(record)
                 ctx.log(step, **record)
-                if cfg.epochs - (epoch + 1) < cfg.average_last:
-                    epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-                loss_sum, token_count = 0.0, 0
-                epoch, batch_in_epoch = epoch + 1, 0
+                if cfg.epochs - (state.epoch + 1) < cfg.average_last:
+                    state.epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+                state.loss_sum, state.token_count = 0.0, 0
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                 model.train()
             ctx.tick(step, state)
     bar.close()
 
-    if len(epoch_states) > 1:
-        model.load_state_dict(decoding.average_state_dicts(epoch_states))
+    if len(state.epoch_states) > 1:
+        model.load_state_dict(decoding.average_state_dicts(state.epoch_states))
     model.eval()
-    ctx.save_weights(model.state_dict())
+    ctx.save_weights({k: v.clone() for k, v in model.state_dict().items()})  # tied weights: a copy each
     dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1)
     test_greedy, greedy_hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=1)
     t0 = time.perf_counter()
     test_bleu, hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=cfg.beam_width)
-    beam_seconds = time.perf_counter() - t0
+    ctx.add_timings(test_beam_seconds=time.perf_counter() - t0, train_seconds=state.train_seconds,
+                    train_tokens_per_second=state.train_tokens / max(state.train_seconds, 1e-9))
     copy_baseline = sacrebleu_corpus([data.dev_src_tokens[i] for i in range(len(dev))], dev_refs)
     metrics = {"test_bleu": test_bleu, "test_bleu_greedy": test_greedy, "dev_bleu": dev_bleu,
-               "dev_bleu_copy_source": copy_baseline,
-               "test_bleu_teaching": corpus_bleu(hyps, test_refs),
-               "train_tokens_per_second": train_tokens / max(train_seconds, 1e-9),
-               "test_beam_seconds": beam_seconds}
-    report(ctx, cfg, model, data, test, test_src, test_refs, hyps, greedy_hyps, history, metrics)
+               "dev_bleu_copy_source": copy_baseline, "test_bleu_teaching": corpus_bleu(hyps, test_refs)}
+    report(ctx, cfg, model, data, test, test_src, test_refs, hyps, greedy_hyps, state.history, metrics)
     return metrics
 
 
@@ -444,21 +431,6 @@ def _printable(tokens: list[str], has_cjk_font: bool) -> list[str]:
     return [t if t.isascii() else f"#{k + 1}" for k, t in enumerate(tokens)]
 
 
-# ----- loading a trained run (for `dldojo translate`) -----
-
-def load_translator(run_dir: Path) -> decoding.Translator:
-    from dldojo.engine.config import build_config
-
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
-    cfg = build_config(Seq2SeqConfig, saved["config"])
-    src_vocab, tgt_vocab, direction = enja.load_vocabs(run_dir)
-    model = build_model(cfg, len(src_vocab), len(tgt_vocab))
-    model.load_state_dict(load_weights(run_dir), strict=False)
-    model.eval()
-    return decoding.Translator(model, src_vocab, tgt_vocab, direction, beam_width=cfg.beam_width,
-                               length_penalty=cfg.length_penalty)
-
-
 # ----- registration -----
 
 PAPERS = ("Sutskever, Vinyals & Le 2014, Sequence to Sequence Learning with Neural Networks; Cho et al. 2014, "
@@ -467,6 +439,7 @@ COURSE_REF = Reference(17.89, "course material: GRU seq2seq, hidden 256, 10 epoc
                        metric="test_bleu")
 SMOKE = {"max_train": 400, "max_eval": 20, "epochs": 2, "embed_dim": 32, "hidden_size": 32, "max_tokens": 600,
          "beam_width": 2, "min_freq": 1, "warmup_steps": 5, "heatmaps": 2}
+# each smoke preset takes the code paths of its full preset (the generic resume test checks them)
 
 register(Experiment(
     name="seq2seq-gru",
@@ -474,12 +447,12 @@ register(Experiment(
     paper=PAPERS,
     config_cls=Seq2SeqConfig,
     presets={
-        "smoke": SMOKE,
+        "smoke": {**SMOKE, "teacher_forcing": 0.9},
         "quick": {"max_train": 15000, "epochs": 2, "lr": 2e-3, "warmup_steps": 100},
         "full": {"epochs": 10, "teacher_forcing": 0.9},
     },
-    run=train_seq2seq, metric="test_bleu", direction="max", datasets=("small_parallel_enja",),
-    references=(COURSE_REF,), family="text", threads=2,
+    run=train_seq2seq, build_model=build_model, metric="test_bleu", direction="max",
+    datasets=("small_parallel_enja",), references=(COURSE_REF,), family="text", threads=2,
 ))
 
 ATTN_DEFAULTS = {"attention": "additive", "bidirectional": True}
@@ -491,14 +464,13 @@ register(Experiment(
                    "Translate; Luong, Pham & Manning 2015, Effective Approaches to Attention-based NMT",
     config_cls=Seq2SeqConfig,
     presets={
-        "smoke": {**ATTN_DEFAULTS, **SMOKE},
+        "smoke": {**ATTN_DEFAULTS, **SMOKE, "label_smoothing": 0.1, "dropout": 0.2, "final_lr_ratio": 0.05,
+                  "average_last": 2},
         "quick": {**ATTN_DEFAULTS, "max_train": 15000, "epochs": 2, "lr": 2e-3, "warmup_steps": 100},
         "full": {**ATTN_DEFAULTS, "epochs": 8, "label_smoothing": 0.1, "dropout": 0.2, "lr": 2e-3,
                  "warmup_steps": 300, "final_lr_ratio": 0.05, "average_last": 2},
     },
-    run=train_seq2seq, metric="test_bleu", direction="max", datasets=("small_parallel_enja",),
-    references=(COURSE_REF,), target=22.0, family="text", threads=2,
+    run=train_seq2seq, build_model=build_model, metric="test_bleu", direction="max",
+    datasets=("small_parallel_enja",), references=(COURSE_REF,), target=22.0, family="text", threads=2,
 ))
 
-decoding.TRANSLATORS["seq2seq-gru"] = load_translator
-decoding.TRANSLATORS["seq2seq-attn"] = load_translator

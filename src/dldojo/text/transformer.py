@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import time
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
@@ -38,7 +37,8 @@ from torch import nn
 from dldojo.data import enja
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
-from dldojo.engine.run import RunContext, load_weights
+from dldojo.engine.reload import LoadedRun
+from dldojo.engine.run import RunContext
 from dldojo.nn.attention import MultiHeadAttention, SinusoidalPositionalEncoding, causal_mask, key_mask, padding_mask
 from dldojo.text import decoding
 
@@ -299,23 +299,26 @@ class Transformer(nn.Module):
         return memory, state
 
 
-def build_model(cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int) -> Transformer:
+def make_model(cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int) -> Transformer:
     return Transformer(src_vocab_size, tgt_vocab_size, cfg.d_model, cfg.num_heads, cfg.encoder_layers,
                        cfg.decoder_layers, cfg.d_ff, cfg.dropout, cfg.norm_first, cfg.fast_attention,
                        attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout)
+
+
+def build_model(cfg: TransformerConfig, run: LoadedRun) -> Transformer:
+    """The trained model's shape, for `dldojo translate` (the vocabulary sizes come from vocab.json)."""
+    src_vocab, tgt_vocab, _ = decoding.load_vocabs(run)
+    return make_model(cfg, len(src_vocab), len(tgt_vocab))
 
 
 # ----- training helpers -----
 
 def learning_rate(cfg: TransformerConfig, step: int, total_steps: int) -> float:
     """Linear warmup to `lr`, then cosine decay to lr/100 or inverse-√step decay."""
-    warmup = max(cfg.warmup_steps, 1)
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
+    from dldojo.engine import schedules
     if cfg.schedule == "inverse_sqrt":
-        return cfg.lr * math.sqrt(warmup / (step + 1))
-    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return schedules.warmup_inverse_sqrt(step, cfg.warmup_steps, lr=cfg.lr)
+    return schedules.warmup_cosine(step, total_steps, cfg.warmup_steps, final=0.01, lr=cfg.lr)
 
 
 def make_optimizer(model: Transformer, cfg: TransformerConfig) -> torch.optim.Optimizer:
@@ -353,25 +356,18 @@ def evaluate_bleu(model: Transformer, pairs: list, refs: list[list[str]], tgt_vo
 
 def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
     data = enja.load(cfg.direction, cfg.min_freq, cfg.max_train)
-    if ctx.is_main:
-        enja.save_vocabs(ctx.run_dir, data.src_vocab, data.tgt_vocab, cfg.direction)
-    model = build_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
+    decoding.save_vocabs(ctx, data)
+    model = make_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
     optimizer = make_optimizer(model, cfg)
     epoch_batches = [enja.token_batches(data.train, cfg.max_tokens, ctx.seed, epoch) for epoch in range(cfg.epochs)]
     steps_per_epoch = [len(b) for b in epoch_batches]
     total_steps = sum(steps_per_epoch)
 
-    step, metrics, snapshots = 0, {}, []
-    stats = {"train_seconds": 0.0, "tokens": 0.0, "flops": 0.0, "loss_sum": 0.0, "loss_count": 0.0}
-    saved = ctx.restore()
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, metrics, snapshots, stats = saved["step"], dict(saved["metrics"]), saved["snapshots"], saved["stats"]
-
-    def state() -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "metrics": metrics,
-                "snapshots": snapshots, "stats": stats}
+    state = SimpleNamespace(model=model, optimizer=optimizer, dev_bleu=None, snapshots=[],
+                            stats={"train_seconds": 0.0, "tokens": 0.0, "flops": 0.0, "loss_sum": 0.0,
+                                   "loss_count": 0.0})
+    step = ctx.restore(state)
+    stats = state.stats
 
     def forward_loss(src, src_lengths, tgt_in, tgt_out):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -413,15 +409,14 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
             stats["loss_count"] += 1
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss_sum'] / stats['loss_count']:.3f}",
-                            **({"dev_bleu": f"{metrics['dev_bleu']:.2f}"} if "dev_bleu" in metrics else {}))
+                            **({"dev_bleu": f"{state.dev_bleu:.2f}"} if state.dev_bleu is not None else {}))
             if batch_index == steps_per_epoch[epoch] - 1:  # end of epoch: dev BLEU, snapshot, log
                 model.eval()
-                dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg)
-                metrics = {"dev_bleu": dev_bleu}
-                snapshots = (snapshots + [{k: v.detach().clone() for k, v in model.state_dict().items()}]
-                             )[-max(cfg.average_last, 1):]
-                ctx.log(step, epoch=epoch + 1, train_loss=stats["loss_sum"] / stats["loss_count"], dev_bleu=dev_bleu,
-                        lr=optimizer.param_groups[0]["lr"],
+                state.dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg)
+                state.snapshots = (state.snapshots + [{k: v.detach().clone() for k, v in model.state_dict().items()}]
+                                   )[-max(cfg.average_last, 1):]
+                ctx.log(step, epoch=epoch + 1, train_loss=stats["loss_sum"] / stats["loss_count"],
+                        dev_bleu=state.dev_bleu, lr=optimizer.param_groups[0]["lr"],
                         train_tokens_per_second=stats["tokens"] / stats["train_seconds"])
                 stats["loss_sum"], stats["loss_count"] = 0.0, 0.0
                 model.train()
@@ -430,34 +425,28 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
     bar.close()
 
     model.eval()
-    final_dev_bleu = metrics["dev_bleu"]
-    chose_average = False
-    if cfg.average_last > 1 and len(snapshots) > 1:
+    last_dev_bleu = dev_bleu = state.dev_bleu
+    averaged = 1
+    if cfg.average_last > 1 and len(state.snapshots) > 1:
         final_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(decoding.average_state_dicts(snapshots))
+        model.load_state_dict(decoding.average_state_dicts(state.snapshots))
         averaged_dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg)
-        chose_average = averaged_dev_bleu > final_dev_bleu
-        if not chose_average:
+        if averaged_dev_bleu > last_dev_bleu:
+            averaged = len(state.snapshots)
+        else:
             model.load_state_dict(final_state)
-        metrics["dev_bleu_averaged"] = averaged_dev_bleu
-    dev_bleu = max(final_dev_bleu, metrics.get("dev_bleu_averaged", final_dev_bleu))
+        dev_bleu = max(last_dev_bleu, averaged_dev_bleu)
     test_bleu_greedy, _ = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg)
     start = time.perf_counter()
     test_bleu, test_hyps = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg, cfg.beam_width)
-    beam_seconds = time.perf_counter() - start
+    ctx.add_timings(test_beam_seconds=time.perf_counter() - start, train_seconds=stats["train_seconds"],
+                    train_tokens_per_second=stats["tokens"] / max(stats["train_seconds"], 1e-9),
+                    train_model_gflops_per_second=stats["flops"] / max(stats["train_seconds"], 1e-9) / 1e9)
+    ctx.add_facts(averaged_checkpoints=averaged)
     ctx.save_weights(model.state_dict())
     _report(ctx, model, data, test_hyps)
-    return {
-        "test_bleu": test_bleu,
-        "test_bleu_greedy": test_bleu_greedy,
-        "dev_bleu": dev_bleu,
-        "dev_bleu_last_epoch": final_dev_bleu,
-        "averaged_checkpoints": float(len(snapshots) if chose_average else 1),
-        "train_seconds": stats["train_seconds"],
-        "train_tokens_per_second": stats["tokens"] / max(stats["train_seconds"], 1e-9),
-        "train_model_gflops_per_second": stats["flops"] / max(stats["train_seconds"], 1e-9) / 1e9,
-        "test_beam_seconds": beam_seconds,
-    }
+    return {"test_bleu": test_bleu, "test_bleu_greedy": test_bleu_greedy, "dev_bleu": dev_bleu,
+            "dev_bleu_last_epoch": last_dev_bleu}
 
 
 def _report(ctx: RunContext, model: Transformer, data: enja.ParallelData, test_hyps: list[list[str]]) -> None:
@@ -506,20 +495,6 @@ def _report(ctx: RunContext, model: Transformer, data: enja.ParallelData, test_h
                    "Decoder inputs of the cross-attention figure (row k).")
 
 
-# ----- `dldojo translate` -----
-
-def load_translator(run_dir: Path) -> decoding.Translator:
-    run_dir = Path(run_dir)
-    saved = json.loads((run_dir / "config.json").read_text())
-    cfg = TransformerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
-    src_vocab, tgt_vocab, direction = enja.load_vocabs(run_dir)
-    model = build_model(cfg, len(src_vocab), len(tgt_vocab))
-    model.load_state_dict(load_weights(run_dir))
-    model.eval()
-    return decoding.Translator(model, src_vocab, tgt_vocab, direction, beam_width=cfg.beam_width,
-                               length_penalty=cfg.length_penalty)
-
-
 register(Experiment(
     name="transformer",
     topic="Transformer: encoder–decoder with scaled dot-product and multi-head attention (en→ja translation)",
@@ -527,6 +502,7 @@ register(Experiment(
     config_cls=TransformerConfig,
     presets=PRESETS,
     run=run,
+    build_model=build_model,
     metric="test_bleu",
     direction="max",
     datasets=("small_parallel_enja",),
@@ -536,4 +512,3 @@ register(Experiment(
     family="text",
     threads=None,
 ))
-decoding.TRANSLATORS["transformer"] = load_translator
