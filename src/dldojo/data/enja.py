@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -201,22 +200,6 @@ def collate(pairs: list[Pair], index: list[int]) -> tuple[torch.Tensor, torch.Te
         tgt_in[b, :len(t) + 1] = torch.tensor([BOS] + t)
         tgt_out[b, :len(t) + 1] = torch.tensor(t + [EOS])
     return src, src_lengths, tgt_in, tgt_out
-
-
-def save_vocabs(run_dir: Path, src_vocab: Vocab, tgt_vocab: Vocab, direction: str) -> Path:
-    """Write `vocab.json` into the run directory so that `dldojo translate` needs no dataset access."""
-    path = Path(run_dir) / "vocab.json"
-    path.write_text(json.dumps({"direction": direction, "src": src_vocab.to_json(), "tgt": tgt_vocab.to_json()},
-                               ensure_ascii=False))
-    return path
-
-
-def load_vocabs(run_dir: Path) -> tuple[Vocab, Vocab, str]:
-    path = Path(run_dir) / "vocab.json"
-    if not path.exists():
-        raise DojoError(f"{path} does not exist: the run did not finish (resume it with --resume {run_dir}).")
-    saved = json.loads(path.read_text())
-    return Vocab.from_json(saved["src"]), Vocab.from_json(saved["tgt"]), saved["direction"]
 
 
 # ----- synthetic fixture: a tiny made-up language pair in the official file layout -----

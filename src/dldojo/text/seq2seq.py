@@ -34,7 +34,6 @@ Target (this project): `seq2seq-attn --preset full` test BLEU ≥ 22 in ≤ 20 m
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from types import SimpleNamespace
 from typing import Literal
