@@ -95,13 +95,19 @@ def main() -> None:
                 print(f"step {step}/{total}: NT-Xent {loss.item():.3f}, {time.time() - started:.0f} s", flush=True)
             if step >= total:
                 break
-    # a run directory transfer-flowers can load: the trained body, with the source's (unused) head
+    # a run directory transfer-flowers can load (engine.reload.load_run): the trained body, with the source's
+    # (unused) head, under the source's config — with a config hash of its own, so that no run that needs a
+    # pretrain-cifar10 sub-run ever mistakes it for one
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = {**model.state_dict(), **body.state_dict()}
     save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
     (out / "classifier.json").write_text(json.dumps(meta, indent=1))
-    (out / "summary.json").write_text(json.dumps({"wall_seconds": time.time() - started, "metrics": {}}))
+    config = json.loads((Path(args.source_run) / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "config_hash": f"simclr-{time.time_ns()}"}, indent=1))
+    (out / "summary.json").write_text(json.dumps({
+        "metrics": {}, "timings": {"wall_seconds": time.time() - started},
+        "facts": {"simclr_from": str(args.source_run), "minutes": args.minutes, "tau": args.tau}}, indent=1))
     print(f"wrote {out} after {time.time() - started:.0f} s")
 
 

@@ -46,7 +46,8 @@ def test_bad_set_key_lists_valid_keys(capsys):
 @pytest.mark.parametrize("setting,expected", [
     ("n_factors=ten", "not a valid int"),
     ("split=u9", "choose one of random, u1"),
-    ("lr=-1", "lr must be > 0"),
+    ("lr=-1", "lr: -1.0; it must be >= 0"),
+    ("weight_decay=nan", "it must be a finite number"),
     ("use_bias=maybe", "use true or false"),
     ("epochs", "expects key=value"),
 ])
@@ -60,7 +61,8 @@ def test_run_json_last_line_and_runs_report_recommend(synthetic_data, capsys):
     code, out, _ = run_cli(capsys, "run", "collab-bias", "--preset", "smoke", "--quiet", "--json", "--seed", "5")
     assert code == 0
     summary = json.loads(out.strip().splitlines()[-1])
-    assert set(summary) == {"experiment", "preset", "seed", "metrics", "wall_seconds", "threads", "run_dir"}
+    assert set(summary) == {"experiment", "preset", "seed", "metrics", "timings", "facts", "run_dir"}
+    assert summary["timings"]["wall_seconds"] > 0 and summary["facts"]["threads"] >= 1
     assert summary["experiment"] == "collab-bias" and summary["seed"] == 5 and "test_mse" in summary["metrics"]
     code, out, _ = run_cli(capsys, "runs")
     assert code == 0 and summary["run_dir"] in out and "finished" in out

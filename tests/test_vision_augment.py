@@ -1,7 +1,9 @@
-"""Batch augmentations equal torchvision's per-image transforms; alternating flips; test-time augmentation."""
+"""Batch augmentations equal torchvision's per-image transforms; alternating flips; transfer's crops, CutMix
+and mixup; test-time augmentation."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -119,3 +121,39 @@ def test_contrastive_views_are_seeded_in_range_and_sometimes_grey():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     grey = (a.amax(1) - a.amin(1)).amax((1, 2)) < 1e-6
     assert 0.12 < grey.float().mean() < 0.28  # RandomGrayscale(0.2)
+
+
+def test_random_resized_crops_are_torchvisions_per_image_draws():
+    images = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)
+    torch.manual_seed(3)
+    crops = augment.random_resized_crops(images, 16, scale=0.25)
+    torch.manual_seed(3)
+    from torchvision.transforms import v2
+
+    reference = v2.Compose([v2.RandomResizedCrop(16, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    assert crops.dtype == torch.uint8 and crops.shape == (5, 3, 16, 16)
+    assert torch.equal(crops, torch.stack([reference(image) for image in images]))
+
+
+def test_mixup_blends_the_batch_with_a_shuffled_copy():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 6, 6)
+    assert augment.mix_up(x, 0.0) == (x, None, 1.0)
+    mixed, order, lam = augment.mix_up(x, 0.4)
+    assert 0 <= lam <= 1 and sorted(order.tolist()) == list(range(8))
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[order])
+
+
+def test_cut_mix_pastes_one_box_and_weighs_labels_by_its_area():
+    torch.manual_seed(0)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16).contiguous()  # image i is constant i
+    untouched, order, keep = augment.cut_mix(x, probability=0.0)
+    assert untouched is x and order is None and keep == 1.0
+    mixed, order, keep = augment.cut_mix(x, probability=1.0)
+    for i in range(4):
+        pasted = (mixed[i] != i).float().mean().item()  # where image i now shows image order[i]
+        if order[i] != i:
+            assert pasted == pytest.approx(1 - keep)
+        assert set(mixed[i].unique().tolist()) <= {float(i), float(order[i])}
+    assert 0 <= keep <= 1
+    assert torch.equal(x, torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 16, 16))  # input not modified

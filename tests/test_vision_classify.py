@@ -1,21 +1,20 @@
-"""Image classification experiments: schedule, weight averaging, whitening, resume, saved classifiers, real MNIST."""
+"""Image classification experiments: schedule, weight averaging, whitening, resume with the weight average and
+Muon, saved classifiers, real MNIST."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dldojo.engine.errors import DojoError, RunInterrupted
+from dldojo.engine.errors import DojoError
 from dldojo.engine.launch import run_experiment
-from dldojo.engine.run import INTERRUPT_ENV, load_weights
+from dldojo.engine.reload import load_weights
+from dldojo.engine.state import derive_seed
 from dldojo.vision import archs, classify, common
-
-ACCURACY_KEYS = ("test_accuracy", "test_accuracy_no_tta")
 
 
 def test_triangle_schedule_hits_its_corners():
@@ -83,11 +82,13 @@ def test_whitening_filters_stay_frozen_and_the_bias_trains_only_when_asked(synth
     trained_bias = run_experiment("cifar10-airbench93", preset="smoke", sets=["epochs=2", "whiten_bias_epochs=1"],
                                   quiet=True, report=False)
     train, _ = images.load("cifar10")
-    train = train.head(128, seed=1)  # the smoke preset's training subset
+    train = train.head(classify.SMOKE["train_subset"], seed=1)  # the smoke preset's training subset
     mean, std = images.channel_stats(train.images)
     reference = archs.build_arch("airbench93")
     x = images.to_tensor(train.images, mean, std)
-    reference.init_whitening(x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))])  # as the run
+    # as the run (seed 0): 5,000 random training images drawn from its stream "whitening"
+    generator = torch.Generator().manual_seed(derive_seed(0, "whitening"))
+    reference.init_whitening(x[torch.randperm(len(x), generator=generator)])
     for summary in (frozen_bias, trained_bias):
         model, meta = common.load_classifier(summary["run_dir"])
         assert meta["arch"] == "airbench93" and meta["classes"][0] == "airplane"
@@ -102,30 +103,26 @@ def test_saved_classifier_reproduces_the_test_predictions(synthetic_data):
     from dldojo.data import images
 
     _, test = images.load("cifar10")
-    test = test.head(64, seed=2)
+    test = test.head(classify.SMOKE["test_subset"], seed=2)
     x = images.to_tensor(test.images, np.array(meta["mean"]), np.array(meta["std"]))
     logits = common.predict_logits(model, x, bf16=common.use_bf16("auto"))
     assert common.accuracy(logits, torch.as_tensor(test.labels)) == pytest.approx(
         summary["metrics"]["test_accuracy"], abs=1e-6)
-    with pytest.raises(DojoError, match="no trained image classifier"):
+    assert summary["facts"]["params"] == archs.count_params(model) and summary["facts"]["macs"] > 0
+    assert set(summary["metrics"]) == {"test_accuracy", "test_accuracy_no_tta"}
+    assert summary["timings"]["train_images_per_second"] > 0
+    with pytest.raises(DojoError, match="is not a dldojo run directory"):
         common.load_classifier(Path(summary["run_dir"]) / "figures")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "muon"])
-def test_same_seed_same_accuracy_and_resume_equals_uninterrupted(synthetic_data, monkeypatch, optimizer):
+def test_resume_restores_the_weight_average_and_the_optimiser_state(synthetic_data, resume_equal, optimizer):
+    """Beyond the registry's resume test: interrupted mid-epoch 2 with Lookahead's weight average in play (and
+    Muon's momentum), the resumed run ends with the uninterrupted run's weights, bit for bit."""
     sets = ["epochs=3", "lookahead_start_epoch=1", "batch_size=16", "train_subset=160",  # 10 steps / epoch
             f"optimizer={optimizer}"]
     full = run_experiment("cifar10-airbench93", preset="smoke", sets=sets, seed=1, quiet=True, report=False)
-    again = run_experiment("cifar10-airbench93", preset="smoke", sets=sets, seed=1, quiet=True, report=False)
-    assert {k: full["metrics"][k] for k in ACCURACY_KEYS} == {k: again["metrics"][k] for k in ACCURACY_KEYS}
-    monkeypatch.setenv(INTERRUPT_ENV, "17")  # mid-epoch 2, with the weight average in play
-    with pytest.raises(RunInterrupted):
-        run_experiment("cifar10-airbench93", preset="smoke", sets=sets, seed=1, quiet=True, report=False)
-    monkeypatch.delenv(INTERRUPT_ENV)
-    interrupted = next(p for p in Path(os.environ["DLDOJO_RUNS"], "cifar10-airbench93").iterdir()
-                       if not (p / "summary.json").exists())
-    resumed = run_experiment(resume=interrupted, quiet=True, report=False)
-    assert {k: resumed["metrics"][k] for k in ACCURACY_KEYS} == {k: full["metrics"][k] for k in ACCURACY_KEYS}
+    resumed = resume_equal("cifar10-airbench93", sets=sets, seed=1, stop=17, full=full)
     a, b = load_weights(full["run_dir"]), load_weights(resumed["run_dir"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -141,6 +138,7 @@ def test_report_has_confusion_matrix_and_per_class_table(synthetic_data):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_short_mnist_run_on_real_data_passes_98_percent(real_data):
     """The issue's real-data check: a short MNIST training reaches 98 % test accuracy."""
     summary = run_experiment("mnist-cnn", preset="smoke", quiet=True, report=False,

@@ -290,7 +290,7 @@ def test_explain_command_errors(smoke_run, tmp_path, capsys):
     assert code == 2 and "unknown target class 'giraffe'" in err and "0=airplane" in err and "9=truck" in err
 
     code = main(["explain", str(tmp_path), "--image", str(image)])
-    assert code == 2 and "no classifier.json" in capsys.readouterr().err
+    assert code == 2 and "is not a dldojo run directory" in capsys.readouterr().err
 
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     code = main(["explain", str(run_dir), "--image", str(tmp_path / "broken.jpg"), "--out", str(tmp_path)])

@@ -7,7 +7,7 @@ The loss is A2C's (see `dldojo.rl.policy_gradient`),
     R_t = Σ_(k<n) γ^k r_(t+k) + γ^n V(s_(t+n)),   A_t = R_t − V(s_t),
 
 but instead of N environments stepped in lock-step, `num_workers` processes (torch.multiprocessing,
-'spawn') each own one environment and a local copy of the network. A worker repeatedly
+started by a fork server) each own one environment and a local copy of the network. A worker repeatedly
 
     1. copies the shared parameters θ into its local network,
     2. runs n steps in its own environment and computes ∇L on the local copy,
@@ -15,38 +15,47 @@ but instead of N environments stepped in lock-step, `num_workers` processes (tor
        parameters in shared memory — without locks (Hogwild!, Recht et al. 2011) — with Adam's moment
        estimates also in shared memory (the paper's "shared statistics"),
 
-so updates from different workers interleave asynchronously. A shared counter records every applied
-update per worker (`updates_per_worker` below, the "parameter versions" each process produced).
+so updates from different workers interleave asynchronously; each worker reports every update it applied
+(`updates` per worker in the run's table: the "parameter versions" each process produced).
 
-Comparison: with `compare_a2c`, the same run also trains synchronous A2C (`a2c-cartpole`'s loop, in the
-sub-folder `a2c/`) with as many environments as A3C has workers and the same hyperparameters, and plots
-both learning curves against wall time in one figure. Time-to-solve = wall seconds until the mean of
-the last `solve_window` training episodes reaches `solve_threshold` (for A3C measured from the moment
-every worker is ready, i.e. excluding process start-up, reported separately). On a 2-core machine,
-2 workers is the honest maximum: more workers than cores only time-slice. A3C is not deterministic:
-workers race, so the same seed gives different numbers (the A2C baseline is deterministic).
+`update_order="round_robin"` takes the race out: the workers compute their gradients in parallel from the
+same θ, then apply them one after another in rank order, so each gradient is stale by up to
+`num_workers − 1` updates, as in Hogwild with equally fast workers. The same seed then gives the same
+numbers and a resumed run continues step for step (the smoke preset uses it; `hogwild`, the paper's
+order, is the default: there the same seed gives different numbers, and a resume continues from the
+checkpoint without being identical).
+
+Comparison: with `compare_a2c`, the run first requires a synchronous A2C run (`a2c-cartpole`, its own
+run directory, found when it already exists) with as many environments as A3C has workers and the same
+hyperparameters, and plots both learning curves against wall time in one figure. Time-to-solve = wall
+seconds until the mean of the last `solve_window` training episodes reaches `solve_threshold` (for A3C
+measured from the moment every worker is ready, i.e. excluding process start-up, reported separately).
+It is a timing, not a metric: it differs from run to run. On a 2-core machine, 2 workers is the honest
+maximum: more workers than cores only time-slice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 import queue
 import signal
+import threading
 import time
+from types import SimpleNamespace
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.multiprocessing as mp
 from torch import nn
-from torch.distributions import Categorical
 
-from dldojo.engine.errors import RunInterrupted
+from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
 from dldojo.rl import common
-from dldojo.rl.policy_gradient import (ActorCritic, PGConfig, actor_critic_loss, discounted_returns, run_a2c,
-                                      solved_now)
+from dldojo.rl.policy_gradient import (ActorCritic, PGConfig, actor_critic_loss, build_model, discounted_returns,
+                                      greedy_policy, sample_actions, solved_now)
 
 
 @dataclasses.dataclass
@@ -57,6 +66,14 @@ class A3CConfig(PGConfig):
     """Wall-clock budget of the A3C training phase (seconds; 0 = only total_steps)."""
     compare_a2c: bool = True
     """Also train synchronous A2C with the same number of environments and plot both curves."""
+    update_order: Literal["hogwild", "round_robin"] = "hogwild"
+    """hogwild: a worker applies its update as soon as it has one (the paper; not reproducible).
+    round_robin: gradients computed in parallel, applied in rank order each round (reproducible)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_workers < 1:
+            raise DojoError(f"num_workers must be >= 1, got {self.num_workers}")
 
 
 def shared_adam_statistics(model: nn.Module) -> list[dict[str, torch.Tensor]]:
@@ -65,201 +82,230 @@ def shared_adam_statistics(model: nn.Module) -> list[dict[str, torch.Tensor]]:
              "exp_avg_sq": torch.zeros_like(p).share_memory_()} for p in model.parameters()]
 
 
-def worker(rank: int, cfg: dict, seed: int, shared_model: ActorCritic, statistics: list, total_steps,
-           updates_per_worker, worker_pids, stop, ready, episodes: mp.Queue) -> None:
-    """One A3C actor-learner: local copy, own environment, asynchronous updates of the shared model."""
+class SharedStatistics:
+    """The shared Adam moments as loop state: saved as copies, loaded in place into the shared storage."""
+
+    def __init__(self, statistics: list[dict[str, torch.Tensor]]):
+        self.statistics = statistics
+
+    def state_dict(self) -> list[dict[str, torch.Tensor]]:
+        return [{k: v.clone() for k, v in st.items()} for st in self.statistics]
+
+    def load_state_dict(self, saved: list[dict[str, torch.Tensor]]) -> None:
+        for st, saved_st in zip(self.statistics, saved, strict=True):
+            for key, tensor in st.items():
+                tensor.copy_(saved_st[key])
+
+
+def worker(rank: int, cfg: dict, seed: int, start: dict, shared_model: ActorCritic, statistics: list, stop,
+           ready, rounds, copied, turns, reports: mp.Queue) -> None:
+    """One A3C actor-learner: local copy, own environment, asynchronous updates of the shared model. After
+    each update it reports the episodes it finished and its own state (environment, random stream)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and stops us
     torch.set_num_threads(1)
-    torch.manual_seed(seed * 1000 + rank)
-    rng = np.random.default_rng([seed, rank])
+    reports.cancel_join_thread()  # a report left unread after `stop` must not keep the process alive
     cfg = A3CConfig(**cfg)
-    env = common.make_env(cfg.env_id)
-    local = ActorCritic(env.observation_space.shape[0], int(env.action_space.n), cfg.num_hiddens)
+    rng = np.random.default_rng(seed)  # this worker's actions and episode seeds
+    env = common.ResumableEnv(cfg.env_id, seeds=rng)
+    local = build_model(cfg)
     optimizer = torch.optim.Adam(shared_model.parameters(), lr=cfg.lr)
     for p, state in zip(shared_model.parameters(), statistics):
         optimizer.state[p] = state  # shared moments: every worker's step updates the same m, v
-    worker_pids[rank] = mp.current_process().pid
-    obs, _ = env.reset(seed=int(rng.integers(2**31)))
-    episode_return = 0.0
-    ready.wait()
-    while not stop.is_set():
-        local.load_state_dict(shared_model.state_dict())  # 1. θ_local ← θ
-        observations, actions, rewards, dones = [], [], [], []
-        for _ in range(cfg.n_steps):  # 2. n steps in this worker's environment
-            with torch.no_grad():
-                logits, _ = local(torch.as_tensor(obs))
-            action = int(Categorical(logits=logits).sample())
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            episode_return += reward
-            if truncated and not terminated:
-                with torch.no_grad():
-                    reward += cfg.gamma * local(torch.as_tensor(next_obs))[1].item()
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            dones.append(float(terminated or truncated))
-            if terminated or truncated:
-                with total_steps.get_lock():
-                    step_now = total_steps.value + len(rewards)
-                episodes.put((rank, step_now, time.perf_counter(), episode_return))
-                episode_return = 0.0
-                next_obs, _ = env.reset(seed=int(rng.integers(2**31)))
-            obs = next_obs
-        with torch.no_grad():
-            bootstrap = local(torch.as_tensor(obs))[1]
-        returns = discounted_returns(torch.tensor(rewards, dtype=torch.float32), cfg.gamma, bootstrap=bootstrap,
-                                     done=torch.tensor(dones))
-        loss, _ = actor_critic_loss(local, torch.as_tensor(np.stack(observations)), torch.tensor(actions), returns,
-                                    cfg.vf_coef, cfg.ent_coef, cfg.normalize_advantages)
-        local.zero_grad()
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
-        for p_shared, p_local in zip(shared_model.parameters(), local.parameters()):
-            p_shared.grad = p_local.grad  # 3. this worker's gradient on the shared parameters ...
-        optimizer.step()  # ... applied in shared memory, no lock (Hogwild)
-        with total_steps.get_lock():
-            total_steps.value += len(rewards)
-        updates_per_worker[rank] += 1  # only this process writes this slot
-
-
-def train_a3c(ctx: RunContext, cfg: A3CConfig) -> dict:
-    """Start the workers, collect their episodes, checkpoint the shared model; returns the curve and counts."""
-    spawn = mp.get_context("spawn")
-    probe = common.make_env(cfg.env_id)
-    shared_model = ActorCritic(probe.observation_space.shape[0], int(probe.action_space.n), cfg.num_hiddens)
-    shared_model.share_memory()
-    statistics = shared_adam_statistics(shared_model)
-    curve: dict[str, list[float]] = {"step": [], "wall": [], "return": [], "worker": []}
-    step, train_seconds, solved_step, solved_seconds = 0, 0.0, 0, 0.0
-    done_updates = [0] * cfg.num_workers
-
-    saved = ctx.restore()
-    if saved is not None:  # resumes from the last checkpoint; asynchronous, so not bit-identical
-        step, train_seconds = saved["step"], saved["train_seconds"]
-        solved_step, solved_seconds, curve = saved["solved_step"], saved["solved_seconds"], saved["curve"]
-        shared_model.load_state_dict(saved["model"])  # copies into the shared storage
-        for state, saved_state in zip(statistics, saved["statistics"]):
-            for key in state:
-                state[key].copy_(saved_state[key])
-        done_updates = list(saved["updates_per_worker"])
-
-    total_steps = spawn.Value("l", step)
-    updates_per_worker = spawn.Array("l", done_updates)
-    worker_pids = spawn.Array("l", [0] * cfg.num_workers)
-    stop, ready = spawn.Event(), spawn.Barrier(cfg.num_workers + 1)
-    episodes = spawn.Queue()
-    t_spawn = time.perf_counter()
-    procs = [spawn.Process(target=worker, args=(rank, dataclasses.asdict(cfg), ctx.seed + 7919 * step, shared_model,
-                                                statistics, total_steps, updates_per_worker, worker_pids, stop,
-                                                ready, episodes), daemon=True)
-             for rank in range(cfg.num_workers)]
-    for p in procs:
-        p.start()
-    bar = ctx.progress(cfg.total_steps, initial=step)
+    updates = start["updates"]
+    if start["env"] is None:
+        env.reset()
+    else:  # resumed: the same episode and the same random stream
+        env.load_state_dict(start["env"])
+        rng.bit_generator.state = start["rng"]
     try:
-        ready.wait(timeout=300)
-        startup_seconds = time.perf_counter() - t_spawn
-        t_start = time.perf_counter() - train_seconds
+        ready.wait()
+        while True:
+            if rounds is not None:
+                rounds.wait()  # round_robin: every worker starts the round from the same θ
+            if stop.is_set():
+                return
+            local.load_state_dict(shared_model.state_dict())  # 1. θ_local ← θ
+            if copied is not None:
+                copied.wait()  # round_robin: nobody updates θ before every worker has its copy
+            observations, actions, rewards, dones, finished = [], [], [], [], []
+            for t in range(cfg.n_steps):  # 2. n steps in this worker's environment
+                with torch.no_grad():
+                    logits, _ = local(torch.as_tensor(env.obs))
+                action = int(sample_actions(logits, rng))
+                observations.append(env.obs)
+                next_obs, reward, terminated, truncated = env.step(action)
+                if truncated and not terminated:
+                    with torch.no_grad():
+                        reward += cfg.gamma * local(torch.as_tensor(next_obs))[1].item()
+                actions.append(action)
+                rewards.append(reward)
+                dones.append(float(terminated or truncated))
+                if terminated or truncated:
+                    finished.append((t, env.episode_return))
+                    env.reset()
+            with torch.no_grad():
+                bootstrap = local(torch.as_tensor(env.obs))[1]
+            returns = discounted_returns(torch.tensor(rewards, dtype=torch.float32), cfg.gamma, bootstrap=bootstrap,
+                                         done=torch.tensor(dones))
+            loss, _ = actor_critic_loss(local, torch.as_tensor(np.stack(observations)), torch.tensor(actions),
+                                        returns, cfg.vf_coef, cfg.ent_coef, cfg.normalize_advantages)
+            local.zero_grad()
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(local.parameters(), cfg.max_grad_norm)
+            if turns is not None:
+                turns[rank].acquire()  # round_robin: wait for the workers of lower rank
+            for p_shared, p_local in zip(shared_model.parameters(), local.parameters()):
+                p_shared.grad = p_local.grad  # 3. this worker's gradient on the shared parameters ...
+            optimizer.step()  # ... applied in shared memory, no lock (Hogwild)
+            updates += 1
+            reports.put((rank, os.getpid(), finished,
+                         {"env": env.state_dict(), "rng": rng.bit_generator.state, "updates": updates}))
+            if turns is not None and rank + 1 < len(turns):
+                turns[rank + 1].release()
+    except threading.BrokenBarrierError:  # the main process stopped the run
+        return
 
-        def state() -> dict:
-            return {"model": shared_model.state_dict(), "statistics": statistics, "curve": curve,
-                    "train_seconds": time.perf_counter() - t_start, "solved_step": solved_step,
-                    "solved_seconds": solved_seconds, "updates_per_worker": list(updates_per_worker[:])}
 
+class Workers:
+    """The worker processes of one training session and the synchronisation that `update_order` needs. A
+    fork server imports this module (and torch._dynamo, which optimisers import) once per main process, so a
+    worker starts in milliseconds instead of the seconds a spawned interpreter takes to import torch."""
+
+    def __init__(self, cfg: A3CConfig, seeds: list[int], starts: list[dict], model: ActorCritic,
+                 statistics: list):
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(["__main__", __name__, "torch._dynamo"])  # optimisers import torch._dynamo
+        n = cfg.num_workers
+        round_robin = cfg.update_order == "round_robin"
+        self.stop, self.ready = context.Event(), context.Barrier(n + 1)
+        self.rounds = context.Barrier(n + 1) if round_robin else None
+        self.copied = context.Barrier(n) if round_robin else None
+        self.turns = [context.Semaphore(0) for _ in range(n)] if round_robin else None
+        self.reports = context.Queue()
+        self.procs = [context.Process(target=worker, daemon=True, args=(
+            rank, dataclasses.asdict(cfg), seeds[rank], starts[rank], model, statistics, self.stop, self.ready,
+            self.rounds, self.copied, self.turns, self.reports)) for rank in range(n)]
+        for p in self.procs:
+            p.start()
+
+    def wait_ready(self) -> None:
+        self._wait(self.ready, "start")
+
+    def next_updates(self) -> list[tuple]:
+        """The next reports: one (hogwild), or one per worker in rank order after a round (round_robin)."""
+        if self.rounds is None:
+            return [self._get()]
+        self._wait(self.rounds, "start a round")
+        self.turns[0].release()
+        return sorted((self._get() for _ in self.procs), key=lambda r: r[0])
+
+    def _get(self) -> tuple:
         while True:
             try:
-                rank, episode_step, t_end, episode_return = episodes.get(timeout=0.05)
+                return self.reports.get(timeout=1.0)
             except queue.Empty:
-                rank = None
-            train_seconds = time.perf_counter() - t_start
-            if rank is not None:
-                curve["step"].append(episode_step)
-                curve["wall"].append(t_end - t_start)  # seconds since every worker was ready
-                curve["return"].append(episode_return)
-                curve["worker"].append(rank)
-                ctx.log(max(episode_step, step + 1), episode_return=episode_return, worker=rank)
-                if not solved_step and solved_now(curve["return"], cfg.solve_window, cfg.solve_threshold):
-                    solved_step, solved_seconds = episode_step, t_end - t_start
-            new_step = max(int(total_steps.value), step + 1 if rank is not None else step)
-            bar.update(new_step - step)
-            if new_step != step:
-                step = new_step
-                ctx.tick(step, state)
-            out_of_time = cfg.max_seconds > 0 and train_seconds >= cfg.max_seconds
-            if step >= cfg.total_steps or out_of_time or (solved_step and cfg.stop_when_solved):
-                break
-    finally:
-        stop.set()
-        for p in procs:
+                self._check_alive()
+
+    def _wait(self, barrier, what: str) -> None:
+        try:
+            barrier.wait(timeout=300)
+        except threading.BrokenBarrierError:
+            self._check_alive()
+            raise DojoError(f"the A3C workers did not {what} within 300 s; is the machine overloaded?") from None
+
+    def _check_alive(self) -> None:
+        for rank, p in enumerate(self.procs):
+            if not p.is_alive():
+                raise DojoError(f"A3C worker {rank} stopped unexpectedly (exit code {p.exitcode}); its error is "
+                                f"printed above.")
+
+    def close(self) -> None:
+        self.stop.set()
+        for barrier in (self.ready, self.rounds, self.copied):
+            if barrier is not None:
+                barrier.abort()
+        for p in self.procs:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
+
+
+def train_a3c(ctx: RunContext, cfg: A3CConfig) -> tuple[SimpleNamespace, int, list[int]]:
+    """Start the workers, collect their reports, checkpoint the shared model; returns (state, step, pids)."""
+    model = build_model(cfg)
+    model.share_memory()
+    statistics = shared_adam_statistics(model)
+    s = SimpleNamespace(model=model, adam=SharedStatistics(statistics), curve=common.Curve("worker"),
+                        clock=common.Stopwatch(), solved_step=0, solved_seconds=0.0,
+                        workers=[{"env": None, "rng": None, "updates": 0} for _ in range(cfg.num_workers)])
+    step = ctx.restore(s)
+
+    started = time.perf_counter()
+    workers = Workers(cfg, [ctx.seed_for(f"worker/{rank}") for rank in range(cfg.num_workers)], s.workers, model,
+                      statistics)
+    pids = [0] * cfg.num_workers
+    bar = ctx.progress(cfg.total_steps, initial=step)
+    try:
+        workers.wait_ready()
+        ctx.add_timings(startup_seconds=time.perf_counter() - started)
+        s.clock.start()  # time to solve counts from the moment every worker is ready
+        while step < cfg.total_steps and not (s.solved_step and cfg.stop_when_solved):
+            if cfg.max_seconds > 0 and s.clock.seconds >= cfg.max_seconds:
+                break
+            for rank, pid, finished, worker_state in workers.next_updates():
+                for t, episode_return in finished:
+                    s.curve.add(step + t + 1, s.clock.seconds, episode_return, worker=rank)
+                    ctx.log(step + t + 1, episode_return=episode_return, worker=rank)
+                    if not s.solved_step and solved_now(s.curve["return"], cfg.solve_window, cfg.solve_threshold):
+                        s.solved_step, s.solved_seconds = step + t + 1, s.clock.seconds
+                step += cfg.n_steps
+                s.workers[rank], pids[rank] = worker_state, pid
+                bar.update(cfg.n_steps)
+            ctx.tick(step, s)
+    finally:
+        workers.close()
         bar.close()
-    return {"model": shared_model, "curve": curve, "step": step, "train_seconds": train_seconds,
-            "solved_step": solved_step, "solved_seconds": solved_seconds, "startup_seconds": startup_seconds,
-            "updates_per_worker": list(updates_per_worker[:]), "worker_pids": list(worker_pids[:])}
+    return s, step, pids
 
 
 def run(ctx: RunContext, cfg: A3CConfig) -> dict[str, float]:
-    # --- synchronous A2C baseline, same number of environments, in its own sub-run (resumable) ---
-    a2c_metrics, a2c_curve = None, None
+    curves, metrics = {}, {}
+    # --- synchronous A2C baseline: same hyperparameters, as many environments as A3C has workers ---
     if cfg.compare_a2c:
-        sub_dir = ctx.run_dir / "a2c"
-        done_file = sub_dir / "metrics_final.json"
-        if not done_file.exists():
-            sub = RunContext(sub_dir, "a2c-cartpole", ctx.preset, ctx.seed, quiet=ctx.quiet,
-                             resume=(sub_dir / "checkpoints" / "last.pt").exists(),
-                             checkpoint_every_seconds=ctx.checkpoint_every_seconds)
-            sub_dir.mkdir(parents=True, exist_ok=True)
-            a2c_cfg = PGConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(PGConfig)})
-            a2c_cfg.num_envs = cfg.num_workers
-            try:
-                with sub.interrupt_guard():
-                    a2c_metrics = run_a2c(sub, a2c_cfg, label=f"A2C ({cfg.num_workers} envs)")
-            except RunInterrupted:
-                raise RunInterrupted(f"interrupted during the A2C baseline; checkpoint saved. Continue with: "
-                                     f"dldojo run --resume {ctx.run_dir}") from None
-            done_file.write_text(json.dumps(a2c_metrics))
-        a2c_metrics = json.loads(done_file.read_text())
-        records = [json.loads(line) for line in (sub_dir / "metrics.jsonl").read_text().splitlines()]
-        episodes_ = [r for r in records if "episode_return" in r]
-        a2c_curve = {"step": [r["step"] for r in episodes_], "wall": [r["wall"] for r in episodes_],
-                     "return": [r["episode_return"] for r in episodes_]}
+        same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PGConfig)}
+        a2c = ctx.requires("a2c-cartpole", preset=ctx.preset, **{**same, "num_envs": cfg.num_workers})
+        h = ctx.history("episode_return", run=a2c)
+        curves[f"A2C ({cfg.num_workers} envs, 1 process)"] = {"step": h["step"], "wall": h["wall"],
+                                                              "return": h["episode_return"]}
+        metrics.update(eval_a2c_return_mean=a2c.metrics["eval_return_mean"],
+                       train_a2c_solved=a2c.metrics["train_solved"],
+                       train_a2c_steps_to_solve=a2c.metrics["train_steps_to_solve"])
+        ctx.add_timings(a2c_time_to_solve_seconds=a2c.timings["time_to_solve_seconds"],
+                        a2c_train_seconds=a2c.timings["train_seconds"])
 
     # --- A3C ---
-    torch.manual_seed(ctx.seed)
-    result = train_a3c(ctx, cfg)
-    model, curve = result["model"], result["curve"]
-    act = lambda obs: model(torch.as_tensor(obs, dtype=torch.float32))[0].argmax(-1).detach().numpy()  # noqa: E731
-    seed = 10**6 + 1000 * ctx.seed
-    with torch.no_grad():
-        eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed)
-    ctx.save_weights(model.state_dict())
-    curves = {f"A3C ({cfg.num_workers} worker processes)": curve}
-    if a2c_curve is not None:
-        curves[f"A2C ({cfg.num_workers} envs, 1 process)"] = a2c_curve
+    s, step, pids = train_a3c(ctx, cfg)
+    updates = [w["updates"] for w in s.workers]
+    ctx.log(step, shared_updates=sum(updates))
+    act = greedy_policy(s.model)
+    seed = ctx.seed_for("eval/final")
+    eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed)
+    ctx.save_weights(s.model.state_dict())
+    curves = {f"A3C ({cfg.num_workers} worker processes)": s.curve, **curves}
     common.plot_learning_curves(ctx, curves, name="a3c_vs_a2c", threshold=cfg.solve_threshold,
                                 window=cfg.solve_window, title=f"A3C vs A2C on {cfg.env_id}")
-    with torch.no_grad():
-        states, ret = common.rollout_states(act, cfg.env_id, seed=seed)
+    states, ret = common.rollout_states(act, cfg.env_id, seed=seed)
     common.render_cartpole(ctx, states, title=f"greedy A3C policy, return {ret:g}")
-    updates = result["updates_per_worker"]
     ctx.save_table("workers", [{"worker": r, "pid": pid, "updates applied to the shared model": u}
-                               for r, (pid, u) in enumerate(zip(result["worker_pids"], updates))],
-                   "Asynchronous updates each worker process applied to the one shared model.")
-    metrics = {"eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std()),
-               "solved": float(result["solved_step"] > 0),
-               "time_to_solve_seconds": float(result["solved_seconds"] if result["solved_step"]
-                                              else result["train_seconds"]),
-               "steps_to_solve": float(result["solved_step"] or result["step"]),
-               "train_steps": float(result["step"]), "train_seconds": float(result["train_seconds"]),
-               "startup_seconds": float(result["startup_seconds"]), "shared_updates": float(sum(updates)),
-               "workers_that_updated": float(sum(u > 0 for u in updates))}
-    if a2c_metrics is not None:
-        metrics.update({f"a2c_{k}": float(v) for k, v in a2c_metrics.items() if k in
-                        ("eval_return_mean", "solved", "time_to_solve_seconds", "steps_to_solve", "train_seconds")})
-    return metrics
+                               for r, (pid, u) in enumerate(zip(pids, updates))],
+                   "Updates each worker process applied to the one shared model (pid: its last session).")
+    ctx.add_timings(time_to_solve_seconds=s.solved_seconds if s.solved_step else s.clock.seconds,
+                    train_seconds=s.clock.seconds)
+    ctx.add_facts(shared_updates=sum(updates), workers_that_updated=sum(u > 0 for u in updates))
+    return {"eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std()),
+            "train_solved": float(s.solved_step > 0), "train_steps_to_solve": float(s.solved_step or step),
+            "train_steps": float(step), **metrics}
 
 
 register(Experiment(
@@ -267,11 +313,12 @@ register(Experiment(
     topic="Reinforcement learning: asynchronous advantage actor-critic (A3C), Hogwild workers on a shared model",
     paper="Mnih et al. 2016, Asynchronous methods for deep reinforcement learning (ICML); Recht et al. 2011, Hogwild!",
     config_cls=A3CConfig,
-    presets={"smoke": {"total_steps": 400, "eval_episodes": 3, "max_seconds": 20.0},
+    presets={"smoke": {"total_steps": 200, "eval_episodes": 3, "max_seconds": 20.0, "update_order": "round_robin"},
              "quick": {"total_steps": 150_000, "max_seconds": 60.0},
              "full": {"total_steps": 500_000, "max_seconds": 150.0}},
     run=run,
-    metric="time_to_solve_seconds",
+    build_model=build_model,
+    metric="time_to_solve_seconds",  # a timing (summary["timings"]): wall seconds differ from run to run
     direction="min",
     environment="CartPole-v1",
     references=(Reference(475.0, "gymnasium CartPole-v1 reward_threshold", metric="eval_return_mean"),),

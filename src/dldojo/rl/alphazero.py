@@ -51,6 +51,7 @@ import contextlib
 import copy
 import dataclasses
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -296,12 +297,12 @@ class ReplayBuffer:
         return (torch.from_numpy(self.game.encode(self.boards[idx])), torch.from_numpy(self.pis[idx]),
                 torch.from_numpy(target.astype(np.float32)))
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"boards": torch.from_numpy(self.boards), "pis": torch.from_numpy(self.pis),
                 "zs": torch.from_numpy(self.zs), "qs": torch.from_numpy(self.qs), "size": self.size,
                 "pos": self.pos}
 
-    def load(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.boards, self.pis = state["boards"].numpy(), state["pis"].numpy()
         self.zs, self.qs = state["zs"].numpy(), state["qs"].numpy()
         self.size, self.pos = int(state["size"]), int(state["pos"])
@@ -326,95 +327,81 @@ def train_step(net: AlphaZeroNet, optimizer: torch.optim.Optimizer, X, pi, z, bf
 def run(ctx: RunContext, cfg: AlphaZeroConfig, game: Game) -> dict[str, float]:
     best, candidate = build_net(game, cfg), build_net(game, cfg)
     candidate.load_state_dict(best.state_dict())
-    initial_state = copy.deepcopy(best.state_dict())  # generation 0: the untrained network, for contrast
+    untrained = copy.deepcopy(best)  # generation 0, for contrast in the final evaluation
+    ctx.save_weights(best.state_dict(), name="generations/best-gen000")
     optimizer = torch.optim.Adam(candidate.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    replay = ReplayBuffer(game, cfg.replay_size)
-    generation, best_generation, rows, train_seconds = 0, 0, [], 0.0
-    matches: list[tuple[str, str, float, int]] = []  # (player, opponent, player's points, games) for Elo
-
-    saved = ctx.restore()
-    if saved is not None:
-        generation, best_generation = saved["step"], int(saved["best_generation"])
-        best.load_state_dict(saved["best"])
-        candidate.load_state_dict(saved["candidate"])
-        optimizer.load_state_dict(saved["optimizer"])
-        initial_state = saved["initial"]
-        replay.load(saved["replay"])
-        rows, train_seconds = list(saved["rows"]), float(saved["train_seconds"])
-        matches = [tuple(m) for m in saved["matches"]]
-    else:
-        ctx.save_weights(best.state_dict(), name="generations/best-gen000")
-
-    def state() -> dict:
-        return {"best": best.state_dict(), "candidate": candidate.state_dict(), "optimizer": optimizer.state_dict(),
-                "initial": initial_state, "replay": replay.state(), "rows": rows, "matches": matches,
-                "best_generation": best_generation, "train_seconds": train_seconds}
+    s = SimpleNamespace(best=best, candidate=candidate, untrained=untrained, optimizer=optimizer,
+                        replay=ReplayBuffer(game, cfg.replay_size), best_generation=0, train_seconds=0.0,
+                        rows=[],  # one row per generation (the report's table)
+                        matches=[])  # (player, opponent, player's points, games) for the Elo fit
+    plays, samples, gating = ctx.rng("self-play"), ctx.rng("replay"), ctx.rng("gating")
+    generation = ctx.restore(s)
 
     bar = ctx.progress(cfg.generations, desc="generations", initial=generation, unit="gen")
     last_duration = 0.0
     while generation < cfg.generations:
-        if cfg.max_minutes and train_seconds + last_duration > 60 * cfg.max_minutes:
+        if cfg.max_minutes and s.train_seconds + last_duration > 60 * cfg.max_minutes:
             break  # the next generation (as long as the last one) would end past the budget
         started = time.perf_counter()
         # 1. self-play with the best network
-        examples, lengths = self_play(game, make_evaluator(best, game, cfg.bf16), cfg, ctx.rng,
-                                      cfg.games_per_generation)
-        replay.add(examples)
+        examples, lengths = self_play(game, make_evaluator(best, game, cfg.bf16), cfg, plays, cfg.games_per_generation)
+        s.replay.add(examples)
         self_play_seconds = time.perf_counter() - started
         # 2. train the candidate on the replay buffer
-        losses = [train_step(candidate, optimizer, *replay.sample(cfg.batch_size, ctx.rng, cfg.q_weight), cfg.bf16)
+        losses = [train_step(candidate, optimizer, *s.replay.sample(cfg.batch_size, samples, cfg.q_weight), cfg.bf16)
                   for _ in range(cfg.train_steps)]
         policy_loss, value_loss = np.mean(losses, axis=0)
         ctx.check_finite(policy_loss + value_loss, generation + 1, hint="Try a lower lr (--set lr=3e-4).")
         # 3. gating: the candidate replaces the best network only if it wins the match
         simulations = cfg.match_simulations or cfg.eval_simulations
-        gate = play_match(game, _player(game, candidate, cfg, ctx.rng, cfg.gate_temperature_moves, "candidate",
-                                        simulations),
-                          _player(game, best, cfg, ctx.rng, cfg.gate_temperature_moves, "best", simulations),
+        gate = play_match(game, make_player(game, candidate, cfg, gating, cfg.gate_temperature_moves, "candidate",
+                                            simulations),
+                          make_player(game, best, cfg, gating, cfg.gate_temperature_moves, "best", simulations),
                           cfg.gate_games)
         generation += 1
         accepted = gate["score"] >= cfg.gate_threshold
         if accepted:
-            matches.append((f"gen{generation:03d}", f"gen{best_generation:03d}",
-                            gate["wins"] + 0.5 * gate["draws"], gate["games"]))
+            s.matches.append((f"gen{generation:03d}", f"gen{s.best_generation:03d}",
+                              gate["wins"] + 0.5 * gate["draws"], gate["games"]))
             best.load_state_dict(candidate.state_dict())
-            best_generation = generation
+            s.best_generation = generation
             ctx.save_weights(best.state_dict(), name=f"generations/best-gen{generation:03d}")
         last_duration = time.perf_counter() - started
-        train_seconds += last_duration
+        s.train_seconds += last_duration
         # 4. evaluate the best network against fixed baselines
-        row = {"generation": generation, "accepted": accepted, "best_generation": best_generation,
+        row = {"generation": generation, "accepted": accepted, "best_generation": s.best_generation,
                "gate_score": gate["score"], "policy_loss": float(policy_loss), "value_loss": float(value_loss),
-               "game_length": float(np.mean(lengths)), "positions": len(examples), "replay": replay.size,
+               "game_length": float(np.mean(lengths)), "positions": len(examples), "replay": s.replay.size,
                "self_play_seconds": self_play_seconds, "score_vs_random": None, "score_vs_mcts": None}
         if isinstance(game, TicTacToe):
             row["losses_vs_minimax"] = None
         if cfg.eval_every and (generation % cfg.eval_every == 0 or generation == cfg.generations):
-            # its own RNG stream, so evaluating (or not) never changes the training trajectory
-            scores, results = evaluate_generation(game, best, cfg, np.random.default_rng([ctx.seed, generation]))
+            # its own random stream, so evaluating (or not) never changes the training trajectory
+            rng = np.random.default_rng(ctx.seed_for(f"eval/generation/{generation}"))
+            scores, results = evaluate_generation(game, best, cfg, rng)
             row.update(scores)
-            matches += [(f"gen{best_generation:03d}", opponent, r["wins"] + 0.5 * r["draws"], r["games"])
-                        for opponent, r in results.items()]
-        row["train_minutes"] = train_seconds / 60
-        rows.append(row)
+            s.matches += [(f"gen{s.best_generation:03d}", opponent, r["wins"] + 0.5 * r["draws"], r["games"])
+                          for opponent, r in results.items()]
+        row["train_minutes"] = s.train_seconds / 60
+        s.rows.append(row)
         ctx.log(generation, **{k: float(v) for k, v in row.items()
                                if k not in ("generation", "train_minutes") and v is not None})
         bar.update(1)
         bar.set_postfix(loss=f"{policy_loss + value_loss:.3f}", gate=f"{gate['score']:.2f}",
-                        best=best_generation)
-        ctx.tick(generation, state)
+                        best=s.best_generation)
+        ctx.tick(generation, s)
     bar.close()
 
     ctx.save_weights(best.state_dict())
-    metrics, final_results = final_evaluation(ctx, game, best, initial_state, cfg,
-                                              np.random.default_rng([ctx.seed, 10**6]))
-    matches += [(f"gen{best_generation:03d}", opponent, r["wins"] + 0.5 * r["draws"], r["games"])
-                for opponent, r in final_results.items()]
+    metrics, final_results = final_evaluation(ctx, game, best, untrained, cfg,
+                                              np.random.default_rng(ctx.seed_for("eval/final")))
+    matches = s.matches + [(f"gen{s.best_generation:03d}", opponent, r["wins"] + 0.5 * r["draws"], r["games"])
+                           for opponent, r in final_results.items()]
     elo = fit_elo(matches, anchor="random")
-    for row in rows:
+    for row in s.rows:
         row["elo"] = round(elo[f"gen{row['best_generation']:03d}"], 1) if f"gen{row['best_generation']:03d}" in elo \
             else None
-    ctx.save_table("generations", rows, caption=(
+    ctx.save_table("generations", s.rows, caption=(
         "One row per generation: gating score of the candidate against the best network (accepted when ≥ "
         f"{cfg.gate_threshold}), losses, and the best network's score (wins + draws/2) against random play and "
         f"pure MCTS with {cfg.eval_rollouts} rollouts ({cfg.eval_games} games each, both colours); elo: the "
@@ -424,23 +411,33 @@ def run(ctx: RunContext, cfg: AlphaZeroConfig, game: Game) -> dict[str, float]:
         "Elo ratings (Bradley-Terry maximum likelihood, one virtual draw per match as prior, random = 0) from "
         "every accepted gating match (genNNN: the network accepted in generation NNN) and every baseline "
         "match (mctsN: pure MCTS with N random rollouts per move)."))
-    _figures(ctx, rows, elo)
-    metrics.update(generations_run=float(generation), best_generation=float(best_generation),
-                   train_minutes=train_seconds / 60, elo_final=elo.get(f"gen{best_generation:03d}", float("nan")))
+    _figures(ctx, s.rows, elo)
+    ctx.add_timings(train_seconds=s.train_seconds)
+    ctx.add_facts(eval_simulations=cfg.eval_simulations, final_rollouts=cfg.final_rollouts, final_games=cfg.final_games)
+    metrics.update(train_generations=float(generation), train_best_generation=float(s.best_generation),
+                   eval_elo_final=elo[f"gen{s.best_generation:03d}"])
     return metrics
 
 
-def _player(game: Game, net: AlphaZeroNet, cfg: AlphaZeroConfig, rng, temperature_moves: int = 0,
-            name: str = "alphazero", simulations: int | None = None) -> AlphaZeroPlayer:
+def make_player(game: Game, net: AlphaZeroNet, cfg: AlphaZeroConfig, rng: np.random.Generator | None = None,
+                temperature_moves: int = 0, name: str = "alphazero", simulations: int | None = None
+                ) -> AlphaZeroPlayer:
+    """The agent: `net` guiding a PUCT search of `simulations` (default: `eval_simulations`) per move; with
+    `temperature_moves` = 0 it plays the most visited move (deterministic when `rng` is None)."""
     return AlphaZeroPlayer(game, make_evaluator(net, game, cfg.bf16), simulations or cfg.eval_simulations,
                            cfg.c_puct, temperature_moves, rng, name)
+
+
+def build_model(cfg: AlphaZeroConfig, run) -> AlphaZeroNet:
+    """The trained network's shape for a reloaded run (`dldojo play`): the game comes from the experiment."""
+    return build_net(GAME_OF[run.experiment.name](), cfg)
 
 
 def evaluate_generation(game: Game, net: AlphaZeroNet, cfg: AlphaZeroConfig, rng):
     """Scores of the best network (`match_simulations` per move) against random play and pure MCTS (and
     lost minimax lines of the final agent's search for tic-tac-toe), plus the raw match results for the
     Elo fit."""
-    agent = _player(game, net, cfg, rng, simulations=cfg.match_simulations or cfg.eval_simulations)
+    agent = make_player(game, net, cfg, rng, simulations=cfg.match_simulations or cfg.eval_simulations)
     results = {"random": play_match(game, agent, RandomPlayer(game, rng), cfg.eval_games),
                f"mcts{cfg.eval_rollouts}": play_match(game, agent, PureMCTS(game, cfg.eval_rollouts, rng),
                                                        cfg.eval_games)}
@@ -454,35 +451,31 @@ def evaluate_generation(game: Game, net: AlphaZeroNet, cfg: AlphaZeroConfig, rng
 def greedy_chooser(game: Game, net: AlphaZeroNet, cfg: AlphaZeroConfig):
     """The deterministic agent: `eval_simulations` PUCT simulations, no noise, most visited move, for a
     list of boards at once."""
-    agent = _player(game, net, cfg, rng=None)
+    agent = make_player(game, net, cfg, rng=None)
     return lambda boards: agent.choose(boards, [agent.temperature_moves] * len(boards))
 
 
-def final_evaluation(ctx: RunContext, game: Game, best: AlphaZeroNet, initial_state: dict,
+def final_evaluation(ctx: RunContext, game: Game, best: AlphaZeroNet, untrained: AlphaZeroNet,
                      cfg: AlphaZeroConfig, rng: np.random.Generator):
-    agent = _player(game, best, cfg, rng)
+    agent = make_player(game, best, cfg, rng)
     vs_random = play_match(game, agent, RandomPlayer(game, rng), cfg.final_games)
     vs_mcts = play_match(game, agent, PureMCTS(game, cfg.final_rollouts, rng), cfg.final_games)
-    metrics = {"win_rate_vs_random": vs_random["wins"] / vs_random["games"],
-               "win_rate_vs_mcts": vs_mcts["wins"] / vs_mcts["games"],
-               "draw_rate_vs_mcts": vs_mcts["draws"] / vs_mcts["games"],
-               "loss_rate_vs_mcts": vs_mcts["losses"] / vs_mcts["games"],
-               "win_rate_vs_mcts_first": vs_mcts["wins_first"] / vs_mcts["games_first"],
-               "win_rate_vs_mcts_second": vs_mcts["wins_second"] / vs_mcts["games_second"],
-               "eval_simulations": cfg.eval_simulations, "final_rollouts": cfg.final_rollouts,
-               "final_games": cfg.final_games}
+    metrics = {"eval_win_rate_vs_random": vs_random["wins"] / vs_random["games"],
+               "eval_win_rate_vs_mcts": vs_mcts["wins"] / vs_mcts["games"],
+               "eval_draw_rate_vs_mcts": vs_mcts["draws"] / vs_mcts["games"],
+               "eval_loss_rate_vs_mcts": vs_mcts["losses"] / vs_mcts["games"],
+               "eval_win_rate_vs_mcts_first": vs_mcts["wins_first"] / vs_mcts["games_first"],
+               "eval_win_rate_vs_mcts_second": vs_mcts["wins_second"] / vs_mcts["games_second"]}
     table = [{"opponent": "random", **vs_random}, {"opponent": f"pure MCTS, {cfg.final_rollouts} rollouts", **vs_mcts}]
     if isinstance(game, TicTacToe):
-        untrained = build_net(game, cfg)
-        untrained.load_state_dict(initial_state)
         trained_lines = exhaustive_vs_minimax(game, greedy_chooser(game, best, cfg))
         untrained_lines = exhaustive_vs_minimax(game, greedy_chooser(game, untrained, cfg))
         any_lines = exhaustive_vs_minimax(game, greedy_chooser(game, best, cfg), any_opponent=True)
-        metrics.update(losses_vs_minimax=trained_lines["losses"], lines_vs_minimax=trained_lines["lines"],
-                       losses_vs_minimax_first=trained_lines["losses_first"],
-                       losses_vs_minimax_second=trained_lines["losses_second"],
-                       untrained_losses_vs_minimax=untrained_lines["losses"],
-                       losses_vs_any_opponent=any_lines["losses"], lines_vs_any_opponent=any_lines["lines"])
+        metrics.update(eval_losses_vs_minimax=trained_lines["losses"], eval_lines_vs_minimax=trained_lines["lines"],
+                       eval_losses_vs_minimax_first=trained_lines["losses_first"],
+                       eval_losses_vs_minimax_second=trained_lines["losses_second"],
+                       eval_untrained_losses_vs_minimax=untrained_lines["losses"],
+                       eval_losses_vs_any_opponent=any_lines["losses"], eval_lines_vs_any_opponent=any_lines["lines"])
         table += [{"opponent": "minimax, every optimal line", **trained_lines},
                   {"opponent": "minimax, every optimal line (untrained network, same search)", **untrained_lines},
                   {"opponent": "every possible opponent move", **any_lines}]
@@ -555,7 +548,8 @@ register(Experiment(
                       "replay_size": 20000, "gate_threshold": 0.5, "gate_games": 20, "eval_games": 20,
                       "eval_rollouts": 100, "final_games": 100, "final_rollouts": 1000}},
     run=run_tictactoe,
-    metric="losses_vs_minimax",
+    build_model=build_model,
+    metric="eval_losses_vs_minimax",
     direction="min",
     environment="tic-tac-toe (3×3), self-play",
     references=(Reference(0, "game theory: tic-tac-toe is a draw under perfect play",
@@ -570,9 +564,9 @@ register(Experiment(
     topic="Reinforcement learning: AlphaGo Zero self-play with PUCT search (Connect Four 6×7)",
     paper=_PAPER,
     config_cls=AlphaZeroConfig,
-    presets={"smoke": {"generations": 2, "games_per_generation": 4, "parallel_games": 4, "simulations": 6,
-                       "eval_simulations": 6, "train_steps": 4, "batch_size": 32, "channels": 8, "blocks": 1,
-                       "value_hidden": 16, "gate_games": 2, "eval_games": 2, "eval_rollouts": 10,
+    presets={"smoke": {"generations": 2, "games_per_generation": 4, "parallel_games": 4, "simulations": 3,
+                       "eval_simulations": 3, "train_steps": 4, "batch_size": 32, "channels": 8, "blocks": 1,
+                       "value_hidden": 16, "gate_games": 2, "eval_games": 2, "eval_every": 2, "eval_rollouts": 10,
                        "final_games": 2, "final_rollouts": 10, "replay_size": 2000},
              "quick": {"generations": 4, "games_per_generation": 64, "parallel_games": 64, "simulations": 50,
                        "fast_simulations": 16, "full_search_prob": 0.25, "eval_simulations": 100,
@@ -585,7 +579,8 @@ register(Experiment(
                       "train_steps": 250, "gate_games": 40, "gate_temperature_moves": 4, "eval_every": 4,
                       "eval_games": 20, "eval_rollouts": 1000, "final_games": 100, "final_rollouts": 1000}},
     run=run_connect4,
-    metric="win_rate_vs_mcts",
+    build_model=build_model,
+    metric="eval_win_rate_vs_mcts",
     direction="max",
     environment="Connect Four (6×7), self-play",
     references=(Reference(0.9, "dldojo issue target", "≥ 90 % wins against pure MCTS with 1,000 rollouts per "

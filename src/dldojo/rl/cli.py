@@ -8,32 +8,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 
 def load_agent(run_dir: Path, simulations: int | None = None):
-    """(game, player) for a finished alphazero-* run: its best network with PUCT search at temperature 0."""
-    from dldojo.engine.config import build_config
+    """(game, player, cfg) for a finished alphazero-* run: its best network with PUCT search at temperature 0."""
     from dldojo.engine.errors import DojoError
-    from dldojo.engine.launch import read_run_config
-    from dldojo.engine.run import load_weights
+    from dldojo.engine.reload import load_run
     from dldojo.rl import alphazero
 
-    saved = read_run_config(run_dir)
-    if saved["experiment"] not in alphazero.GAME_OF:
-        raise DojoError(f"{run_dir} is a run of {saved['experiment']}; `dldojo play` needs a run of "
-                        f"{' or '.join(alphazero.GAME_OF)}.")
-    game = alphazero.GAME_OF[saved["experiment"]]()
-    cfg = build_config(alphazero.AlphaZeroConfig, saved["config"], experiment=saved["experiment"])
-    if simulations is not None:
-        if simulations < 1:
-            raise DojoError(f"--simulations must be >= 1, got {simulations}")
-        cfg = dataclasses.replace(cfg, eval_simulations=simulations)
-    net = alphazero.build_net(game, cfg)
-    net.load_state_dict(load_weights(run_dir))
-    return game, alphazero._player(game, net, cfg, rng=None), cfg
+    if simulations is not None and simulations < 1:
+        raise DojoError(f"--simulations must be >= 1, got {simulations}")
+    run = load_run(run_dir, experiments=tuple(alphazero.GAME_OF))
+    game = alphazero.GAME_OF[run.experiment.name]()
+    cfg = dataclasses.replace(run.config, eval_simulations=simulations or run.config.eval_simulations)
+    return game, alphazero.make_player(game, run.model, cfg), cfg
 
 
 def play(game, agent, human_first: bool, stdin=None, stdout=None) -> str:
@@ -92,8 +82,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     game, agent, cfg = load_agent(Path(args.run_dir), args.simulations)
-    print(f"{json.loads((Path(args.run_dir) / 'config.json').read_text())['experiment']}: "
-          f"agent searches {cfg.eval_simulations} simulations per move.")
+    print(f"alphazero-{game.name}: agent searches {cfg.eval_simulations} simulations per move.")
     play(game, agent, human_first=not args.second)
     return 0
 

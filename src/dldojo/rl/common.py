@@ -1,12 +1,14 @@
-"""What the classic-RL experiments share: environments, greedy evaluation, curves and a rendered episode.
+"""What the classic-RL experiments share: environments, loop state, greedy evaluation, curves and a rendered episode.
 
 - `make_env(env_id)`: a gymnasium environment (current API: `reset(seed=...) -> (obs, info)`,
   `step(a) -> (obs, reward, terminated, truncated, info)`).
-- `env_snapshot(env)` / `env_restore(env, snap)`: the complete state of a CartPole episode in progress
-  (physics state, step counter of the TimeLimit wrapper), so a checkpoint can be taken at any step and
-  a resumed run continues the very same episode. Every episode of every experiment starts with
-  `env.reset(seed=s)` where `s` is drawn from the checkpointed `ctx.rng`, so the environment's own RNG
-  never needs saving.
+- `ResumableEnv(env_id, seeds)`: an environment played episode after episode whose episode in progress
+  (physics state, step counter of the TimeLimit wrapper, return and length so far) is loop state, so a
+  checkpoint can be taken at any step and a resumed run continues the very same episode. Every episode
+  starts with `reset(seed=s)`, `s` drawn from a named stream of the run (`ctx.rng("env")`), so the
+  environment's own RNG never needs saving. (`env_snapshot` / `env_restore` are its parts.)
+- `Curve`, `BestSoFar`, `Stopwatch`: a learning curve, the best network so far (model selection) and the
+  seconds spent training, as loop state (`state_dict` / `load_state_dict`, loaded in place).
 - `evaluate(act, env_id, episodes, seed)`: `episodes` greedy episodes run side by side (one batched
   forward pass per time step), episode i seeded with `seed + i`; returns the episode returns.
 - `plot_learning_curves(...)`: episode return against environment steps and against wall time.
@@ -16,6 +18,8 @@
 
 from __future__ import annotations
 
+import copy
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from torch import nn
 
 from dldojo.engine.run import RunContext
 
@@ -64,6 +69,113 @@ def env_restore(env: gym.Env, snap: dict[str, Any]) -> np.ndarray:
     if limit is not None:
         limit._elapsed_steps = snap["elapsed_steps"]
     return np.array(core.state, dtype=np.float32)
+
+
+class ResumableEnv:
+    """One environment, played episode after episode; `obs` is the current observation. Its episode in
+    progress is loop state: `state_dict()` / `load_state_dict()` continue it exactly after a resume."""
+
+    def __init__(self, env_id: str, seeds: np.random.Generator):
+        self.env, self.seeds = make_env(env_id), seeds
+        self.observation_space, self.action_space = self.env.observation_space, self.env.action_space
+        self.obs: np.ndarray | None = None
+        self.episode_return, self.episode_length = 0.0, 0
+
+    def reset(self) -> np.ndarray:
+        """Start the next episode, seeded from the stream."""
+        self.obs, _ = self.env.reset(seed=int(self.seeds.integers(2**31)))
+        self.episode_return, self.episode_length = 0.0, 0
+        return self.obs
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
+        """(next observation, reward, terminated, truncated); the caller resets at the end of an episode."""
+        self.obs, reward, terminated, truncated, _ = self.env.step(int(action))
+        self.episode_return += reward
+        self.episode_length += 1
+        return self.obs, float(reward), bool(terminated), bool(truncated)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env": env_snapshot(self.env), "episode_return": self.episode_return,
+                "episode_length": self.episode_length}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.obs = env_restore(self.env, saved["env"])
+        self.episode_return, self.episode_length = float(saved["episode_return"]), int(saved["episode_length"])
+
+
+class ResumableEnvs(list):
+    """Several `ResumableEnv`s stepped side by side (A2C), as one entry of the loop state."""
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [env.state_dict() for env in self]
+
+    def load_state_dict(self, saved: list[dict[str, Any]]) -> None:
+        for env, env_state in zip(self, saved, strict=True):
+            env.load_state_dict(env_state)
+
+
+class Curve(dict):
+    """A learning curve {"step": [...], "wall": [...], "return": [...], *extra}: loop state, loaded in place."""
+
+    def __init__(self, *extra: str):
+        super().__init__({k: [] for k in ("step", "wall", "return", *extra)})
+
+    def add(self, step: int, wall: float, value: float, **extra: Any) -> None:
+        for key, v in (("step", step), ("wall", wall), ("return", value), *extra.items()):
+            self[key].append(v)
+
+    def state_dict(self) -> dict[str, list]:
+        return {k: list(v) for k, v in self.items()}
+
+    def load_state_dict(self, saved: dict[str, list]) -> None:
+        self.clear()
+        self.update({k: list(v) for k, v in saved.items()})
+
+
+class BestSoFar:
+    """Model selection: the best score seen so far, the step it was reached at and a copy of those weights."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.score, self.step = model, float("-inf"), 0
+        self.weights = copy.deepcopy(model.state_dict())
+
+    def update(self, score: float, step: int) -> bool:
+        if score <= self.score:
+            return False
+        self.score, self.step, self.weights = float(score), int(step), copy.deepcopy(self.model.state_dict())
+        return True
+
+    def load_into_model(self) -> None:
+        """Put the best weights back into the model (nothing to do when no score was ever recorded)."""
+        if self.score > float("-inf"):
+            self.model.load_state_dict(self.weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "step": self.step, "weights": self.weights}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.score, self.step, self.weights = float(saved["score"]), int(saved["step"]), saved["weights"]
+
+
+class Stopwatch:
+    """Seconds of training, summed over the sessions of a resumed run (a timing, never a metric)."""
+
+    def __init__(self):
+        self.before, self.t0 = 0.0, time.perf_counter()
+
+    def start(self) -> None:
+        """Count from now on (e.g. once worker processes are ready), keeping the earlier sessions' seconds."""
+        self.t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, saved: dict[str, float]) -> None:
+        self.before, self.t0 = float(saved["seconds"]), time.perf_counter()
 
 
 def evaluate(act: Act, env_id: str, episodes: int, seed: int) -> np.ndarray:

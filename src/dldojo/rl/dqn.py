@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -179,75 +179,47 @@ class DQNConfig:
             raise DojoError("step counts, sizes and episode counts must be >= 1")
         if not 0 < self.tau <= 1:
             raise DojoError(f"tau must be in (0, 1], got {self.tau}")
-        if self.eval_episodes > 100:
-            raise DojoError("eval_episodes must be <= 100 (periodic evaluation seeds are spaced by 100)")
+
+
+def build_model(cfg: DQNConfig, run=None) -> QNetwork:
+    env = common.make_env(cfg.env_id)
+    return QNetwork(env.observation_space.shape[0], int(env.action_space.n), cfg.num_hiddens)
 
 
 def run(ctx: RunContext, cfg: DQNConfig) -> dict[str, float]:
-    env = common.make_env(cfg.env_id)
-    obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
-    q_net = QNetwork(obs_dim, n_actions, cfg.num_hiddens)
+    env = common.ResumableEnv(cfg.env_id, seeds=ctx.rng("env"))
+    q_net = build_model(cfg)
     target_net = copy.deepcopy(q_net)
     optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
-    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_dim)
-    step, updates, episodes, train_seconds = 0, 0, 0, 0.0
-    episode_return, episode_length, stopped = 0.0, 0, False
-    best = {"return": -np.inf, "step": 0, "weights": copy.deepcopy(q_net.state_dict())}
-    curve: dict[str, list[float]] = {"step": [], "wall": [], "return": []}
-    evals: dict[str, list[float]] = {"step": [], "wall": [], "return": []}
-    obs, _ = env.reset(seed=int(ctx.rng.integers(2**31)))
-
-    saved = ctx.restore()
-    if saved is not None:
-        step, updates, episodes, train_seconds = saved["step"], saved["updates"], saved["episodes"], saved["train_seconds"]
-        episode_return, episode_length, stopped = saved["episode_return"], saved["episode_length"], saved["stopped"]
-        q_net.load_state_dict(saved["q_net"])
-        target_net.load_state_dict(saved["target_net"])
-        optimizer.load_state_dict(saved["optimizer"])
-        buffer.load_state_dict(saved["buffer"])
-        best = {"return": saved["best_return"], "step": saved["best_step"], "weights": saved["best_weights"]}
-        curve, evals = saved["curve"], saved["evals"]
-        obs = common.env_restore(env, saved["env"])
-
-    def state() -> dict:
-        return {"q_net": q_net.state_dict(), "target_net": target_net.state_dict(),
-                "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(), "updates": updates,
-                "episodes": episodes, "train_seconds": train_seconds + time.perf_counter() - t_start,
-                "episode_return": episode_return, "episode_length": episode_length, "stopped": stopped,
-                "best_return": best["return"], "best_step": best["step"], "best_weights": best["weights"],
-                "curve": curve, "evals": evals, "env": common.env_snapshot(env)}
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), env.observation_space.shape[0])
+    env.reset()
+    s = SimpleNamespace(q_net=q_net, target_net=target_net, optimizer=optimizer, buffer=buffer, env=env,
+                        best=common.BestSoFar(q_net), curve=common.Curve(), evals=common.Curve(),
+                        clock=common.Stopwatch(), updates=0, episodes=0, stopped=False)
+    explore, replay = ctx.rng("explore"), ctx.rng("replay")
+    step = ctx.restore(s)
 
     act = greedy_policy(q_net)
     bar = ctx.progress(cfg.total_steps, initial=step)
-    t_start = time.perf_counter()
-    while step < cfg.total_steps and not stopped:
+    while step < cfg.total_steps and not s.stopped:
         # --- act ε-greedily and store the transition ---
         epsilon = linear_epsilon(step, cfg.total_steps, cfg.exploration_fraction, cfg.epsilon_start, cfg.epsilon_end)
-        if ctx.rng.random() < epsilon:
-            action = int(ctx.rng.integers(n_actions))
-        else:
-            action = int(act(obs[None])[0])
-        next_obs, reward, terminated, truncated, _ = env.step(action)
+        obs = env.obs
+        action = int(explore.integers(env.action_space.n)) if explore.random() < epsilon else int(act(obs[None])[0])
+        next_obs, reward, terminated, truncated = env.step(action)
         buffer.add(obs, action, reward, next_obs, terminated)
-        episode_return += reward
-        episode_length += 1
         step += 1
         if terminated or truncated:
-            episodes += 1
-            curve["step"].append(step)
-            curve["wall"].append(ctx.wall_seconds)
-            curve["return"].append(episode_return)
-            ctx.log(step, episode_return=episode_return, episode_length=episode_length, epsilon=epsilon)
-            bar.set_postfix(ret=f"{episode_return:.0f}", eps=f"{epsilon:.2f}", best=f"{best['return']:.0f}")
-            obs, _ = env.reset(seed=int(ctx.rng.integers(2**31)))
-            episode_return, episode_length = 0.0, 0
-        else:
-            obs = next_obs
+            s.episodes += 1
+            s.curve.add(step, ctx.wall_seconds, env.episode_return)
+            ctx.log(step, episode_return=env.episode_return, episode_length=env.episode_length, epsilon=epsilon)
+            bar.set_postfix(ret=f"{env.episode_return:.0f}", eps=f"{epsilon:.2f}", best=f"{s.best.score:.0f}")
+            env.reset()
 
         # --- learn: a round of gradient steps on replayed minibatches ---
         if step > cfg.learning_starts and step % cfg.train_every == 0:
             for _ in range(cfg.gradient_steps):
-                batch = buffer.sample(cfg.batch_size, ctx.rng)
+                batch = buffer.sample(cfg.batch_size, replay)
                 y = td_target(batch["rewards"], batch["next_obs"], batch["terminated"], q_net, target_net,
                               cfg.gamma, cfg.double_dqn)
                 q = q_net(batch["obs"]).gather(1, batch["actions"][:, None]).squeeze(1)
@@ -257,38 +229,33 @@ def run(ctx: RunContext, cfg: DQNConfig) -> dict[str, float]:
                 if cfg.max_grad_norm > 0:
                     nn.utils.clip_grad_norm_(q_net.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                updates += 1
-                if updates % cfg.target_update_every == 0:
+                s.updates += 1
+                if s.updates % cfg.target_update_every == 0:
                     sync_target(q_net, target_net, cfg.tau)
             ctx.check_finite(loss.item(), step, hint="For dqn-cartpole lower lr or use --set loss=huber.")
             ctx.log(step, loss=loss.item(), q_mean=q.mean().item())
 
         # --- periodic greedy evaluation; keep the best network so far ---
         if step % cfg.eval_every == 0:
-            k = len(evals["step"])
-            returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=10**8 + ctx.seed * 10**5 + 100 * k)
-            evals["step"].append(step)
-            evals["wall"].append(ctx.wall_seconds)
-            evals["return"].append(float(returns.mean()))
-            if returns.mean() > best["return"]:
-                best = {"return": float(returns.mean()), "step": step, "weights": copy.deepcopy(q_net.state_dict())}
-            ctx.log(step, periodic_eval_return_mean=float(returns.mean()))
-            stopped = bool(cfg.stop_at_return and returns.mean() >= cfg.stop_at_return)
+            mean = float(common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=ctx.seed_for(f"eval/{step}")).mean())
+            s.evals.add(step, ctx.wall_seconds, mean)
+            s.best.update(mean, step)
+            ctx.log(step, periodic_eval_return_mean=mean)
+            s.stopped = bool(cfg.stop_at_return and mean >= cfg.stop_at_return)
         bar.update(1)
-        ctx.tick(step, state)
-    train_seconds += time.perf_counter() - t_start
+        ctx.tick(step, s)
     bar.close()
+    ctx.add_timings(train_seconds=s.clock.seconds, train_steps_per_second=step / max(s.clock.seconds, 1e-9))
 
     # --- final evaluation of the best-so-far network (and of the last one, for comparison) ---
-    final_seed = 10**6 + 1000 * ctx.seed
+    final_seed = ctx.seed_for("eval/final")
     last_returns = common.evaluate(act, cfg.env_id, cfg.final_eval_episodes, seed=final_seed)
-    if best["return"] > -np.inf:
-        q_net.load_state_dict(best["weights"])
+    s.best.load_into_model()
     eval_returns = common.evaluate(act, cfg.env_id, cfg.final_eval_episodes, seed=final_seed)
     ctx.save_weights(q_net.state_dict())
-    common.plot_learning_curves(ctx, {"training episodes": curve,
+    common.plot_learning_curves(ctx, {"training episodes": s.curve,
                                       f"periodic greedy evaluation ({cfg.eval_episodes} episodes)":
-                                      {**evals, "window": 1}},
+                                      {**s.evals, "window": 1}},
                                 threshold=475.0 if cfg.env_id == "CartPole-v1" else None,
                                 title=f"DQN{' (Double)' if cfg.double_dqn else ''} on {cfg.env_id}", window=10)
     states, ret = common.rollout_states(act, cfg.env_id, seed=final_seed)
@@ -296,9 +263,8 @@ def run(ctx: RunContext, cfg: DQNConfig) -> dict[str, float]:
     return {"eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std()),
             "eval_return_min": float(eval_returns.min()),
             "eval_final_network_return_mean": float(last_returns.mean()),
-            "best_periodic_eval_return_mean": float(best["return"]) if evals["step"] else 0.0,
-            "best_step": float(best["step"]), "train_steps": float(step), "train_episodes": float(episodes),
-            "train_seconds": train_seconds, "train_steps_per_second": step / max(train_seconds, 1e-9)}
+            "eval_periodic_best_return_mean": s.best.score if s.evals["step"] else 0.0,
+            "train_best_step": float(s.best.step), "train_steps": float(step), "train_episodes": float(s.episodes)}
 
 
 register(Experiment(
@@ -312,6 +278,7 @@ register(Experiment(
              "quick": {"total_steps": 30_000},
              "full": {"total_steps": 60_000}},
     run=run,
+    build_model=build_model,
     metric="eval_return_mean",
     direction="max",
     environment="CartPole-v1",

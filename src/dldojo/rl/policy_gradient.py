@@ -18,16 +18,17 @@ stepped in lock-step:
 Bootstrapping stops where the pole fell (terminated); at the time limit (truncated) γ V(s_final) is added
 to the last reward, since the state itself was not terminal.
 
-Metrics: `eval_return_mean` over 100 greedy episodes (argmax π) of the final policy, `steps_to_solve`
-and `time_to_solve_seconds` (when the mean of the last `solve_window` training episodes first reached
-`solve_threshold`; censored at the budget, with `solved` = 0, when it never did).
+Metrics: `eval_return_mean` over 100 greedy episodes (argmax π) of the final policy and
+`train_steps_to_solve` (when the mean of the last `solve_window` training episodes first reached
+`solve_threshold`; censored at the budget, with `train_solved` = 0, when it never did); the timings hold
+`time_to_solve_seconds`, censored the same way.
 Reference: rl-baselines3-zoo A2C CartPole-v1 (8 envs, 5-step rollouts) reaches the maximum 500.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
@@ -101,6 +102,13 @@ def solved_now(returns: list[float], window: int, threshold: float) -> bool:
     return len(returns) >= window and float(np.mean(returns[-window:])) >= threshold
 
 
+def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+    """a ~ π(·|s) = softmax(logits) for each row, drawn by inverse CDF with the NumPy stream `rng`."""
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1).numpy()
+    u = rng.random(cdf.shape[:-1] + (1,))
+    return np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1)
+
+
 @dataclasses.dataclass
 class PGConfig:
     env_id: str = "CartPole-v1"
@@ -142,21 +150,41 @@ class PGConfig:
             raise DojoError("step counts, sizes and episode counts must be >= 1")
 
 
-def finish(ctx: RunContext, cfg: PGConfig, model: ActorCritic, label: str, curve: dict, step: int,
-           solved_step: int, solved_seconds: float, train_seconds: float, episodes: int) -> dict[str, float]:
+def build_model(cfg: PGConfig, run=None) -> ActorCritic:
+    env = common.make_env(cfg.env_id)
+    return ActorCritic(env.observation_space.shape[0], int(env.action_space.n), cfg.num_hiddens)
+
+
+def finish(ctx: RunContext, cfg: PGConfig, model: ActorCritic, label: str, s: SimpleNamespace,
+           step: int) -> dict[str, float]:
     """Greedy evaluation, weights, learning curves and a rendered episode; returns the metrics."""
     act = greedy_policy(model)
-    seed = 10**6 + 1000 * ctx.seed
+    seed = ctx.seed_for("eval/final")
     eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed)
     ctx.save_weights(model.state_dict())
-    common.plot_learning_curves(ctx, {label: curve}, threshold=cfg.solve_threshold, window=cfg.solve_window,
+    common.plot_learning_curves(ctx, {label: s.curve}, threshold=cfg.solve_threshold, window=cfg.solve_window,
                                 title=f"{label} on {cfg.env_id}")
     states, ret = common.rollout_states(act, cfg.env_id, seed=seed)
     common.render_cartpole(ctx, states, title=f"greedy {label} policy, return {ret:g}")
+    ctx.add_timings(time_to_solve_seconds=s.solved_seconds if s.solved_step else s.clock.seconds,
+                    train_seconds=s.clock.seconds)
     return {"eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std()),
-            "solved": float(solved_step > 0), "steps_to_solve": float(solved_step or step),
-            "time_to_solve_seconds": float(solved_seconds if solved_step else train_seconds),
-            "train_steps": float(step), "train_episodes": float(episodes), "train_seconds": train_seconds}
+            "train_solved": float(s.solved_step > 0), "train_steps_to_solve": float(s.solved_step or step),
+            "train_steps": float(step), "train_episodes": float(s.episodes)}
+
+
+def loop_state(model: ActorCritic, optimizer: torch.optim.Optimizer, **more) -> SimpleNamespace:
+    """What REINFORCE and A2C checkpoint: model, optimiser, curve, counters, the solve point, the clock."""
+    return SimpleNamespace(model=model, optimizer=optimizer, curve=common.Curve(), clock=common.Stopwatch(),
+                           episodes=0, solved_step=0, solved_seconds=0.0, **more)
+
+
+def update(model: ActorCritic, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -164,28 +192,21 @@ def finish(ctx: RunContext, cfg: PGConfig, model: ActorCritic, label: str, curve
 # ----------------------------------------------------------------------------------------------------
 def run_reinforce(ctx: RunContext, cfg: PGConfig) -> dict[str, float]:
     env = common.make_env(cfg.env_id)
-    model = ActorCritic(env.observation_space.shape[0], int(env.action_space.n), cfg.num_hiddens)
+    model = build_model(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, episodes, solved_step, solved_seconds, train_seconds = 0, 0, 0, 0.0, 0.0
-    curve: dict[str, list[float]] = {"step": [], "wall": [], "return": []}
+    s = loop_state(model, optimizer, env_steps=0)
+    seeds, sampling = ctx.rng("env"), ctx.rng("actions")
+    ctx.restore(s)  # the loop counts episodes (s.episodes); the budget is in environment steps
 
-    saved = ctx.restore()
-    if saved is not None:
-        step, episodes, solved_step = saved["step"], saved["episodes"], saved["solved_step"]
-        solved_seconds, train_seconds, curve = saved["solved_seconds"], saved["train_seconds"], saved["curve"]
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-
-    bar = ctx.progress(cfg.total_steps, initial=step)
-    t_start = time.perf_counter() - train_seconds
-    while step < cfg.total_steps and not (solved_step and cfg.stop_when_solved):
+    bar = ctx.progress(cfg.total_steps, initial=s.env_steps)
+    while s.env_steps < cfg.total_steps and not (s.solved_step and cfg.stop_when_solved):
         # --- one episode with the stochastic policy ---
-        obs, _ = env.reset(seed=int(ctx.rng.integers(2**31)))
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
         observations, actions, rewards, done = [], [], [], False
         while not done:
             with torch.no_grad():
                 logits, _ = model(torch.as_tensor(obs))
-            action = int(Categorical(logits=logits).sample())
+            action = int(sample_actions(logits, sampling))
             observations.append(obs)
             actions.append(action)
             obs, reward, terminated, truncated, _ = env.step(action)
@@ -199,112 +220,81 @@ def run_reinforce(ctx: RunContext, cfg: PGConfig) -> dict[str, float]:
         # --- one policy-gradient step ---
         loss, parts = actor_critic_loss(model, torch.as_tensor(np.stack(observations)), torch.tensor(actions),
                                         returns, cfg.vf_coef, cfg.ent_coef, cfg.normalize_advantages, cfg.baseline)
-        optimizer.zero_grad()
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        ctx.check_finite(loss.item(), step, hint="Lower lr (--set lr=3e-4).")
-
-        step += len(rewards)
-        episodes += 1
-        train_seconds = time.perf_counter() - t_start
-        curve["step"].append(step)
-        curve["wall"].append(ctx.wall_seconds)
-        curve["return"].append(float(sum(rewards)))
-        if not solved_step and solved_now(curve["return"], cfg.solve_window, cfg.solve_threshold):
-            solved_step, solved_seconds = step, train_seconds
-        ctx.log(step, episode_return=sum(rewards), **parts)
+        update(model, optimizer, loss, cfg.max_grad_norm)
+        s.episodes += 1
+        ctx.check_finite(loss.item(), s.episodes, hint="Lower lr (--set lr=3e-4).")
+        s.env_steps += len(rewards)
+        s.curve.add(s.env_steps, ctx.wall_seconds, float(sum(rewards)))
+        if not s.solved_step and solved_now(s.curve["return"], cfg.solve_window, cfg.solve_threshold):
+            s.solved_step, s.solved_seconds = s.env_steps, s.clock.seconds
+        ctx.log(s.episodes, env_steps=s.env_steps, episode_return=sum(rewards), **parts)
         bar.update(len(rewards))
-        bar.set_postfix(ret=f"{sum(rewards):.0f}", mean=f"{np.mean(curve['return'][-cfg.solve_window:]):.0f}")
-        ctx.tick(step, lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "episodes": episodes, "solved_step": solved_step, "solved_seconds": solved_seconds,
-                                "train_seconds": train_seconds, "curve": curve})
+        bar.set_postfix(ret=f"{sum(rewards):.0f}", mean=f"{np.mean(s.curve['return'][-cfg.solve_window:]):.0f}")
+        ctx.tick(s.episodes, s)
     bar.close()
-    return finish(ctx, cfg, model, "REINFORCE", curve, step, solved_step, solved_seconds, train_seconds, episodes)
+    return finish(ctx, cfg, model, "REINFORCE", s, s.env_steps)
 
 
 # ----------------------------------------------------------------------------------------------------
 # A2C: N environments in lock-step, n-step returns, one synchronous update per rollout.
 # ----------------------------------------------------------------------------------------------------
-def run_a2c(ctx: RunContext, cfg: PGConfig, label: str = "A2C") -> dict[str, float]:
-    envs = [common.make_env(cfg.env_id) for _ in range(cfg.num_envs)]
-    model = ActorCritic(envs[0].observation_space.shape[0], int(envs[0].action_space.n), cfg.num_hiddens)
+def run_a2c(ctx: RunContext, cfg: PGConfig) -> dict[str, float]:
+    envs = common.ResumableEnvs(common.ResumableEnv(cfg.env_id, seeds=ctx.rng("env")) for _ in range(cfg.num_envs))
+    model = build_model(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, episodes, solved_step, solved_seconds, train_seconds = 0, 0, 0, 0.0, 0.0
-    curve: dict[str, list[float]] = {"step": [], "wall": [], "return": []}
-    obs = np.stack([env.reset(seed=int(ctx.rng.integers(2**31)))[0] for env in envs])
-    episode_returns = np.zeros(cfg.num_envs)
-
-    saved = ctx.restore()
-    if saved is not None:
-        step, episodes, solved_step = saved["step"], saved["episodes"], saved["solved_step"]
-        solved_seconds, train_seconds, curve = saved["solved_seconds"], saved["train_seconds"], saved["curve"]
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        obs = np.stack([common.env_restore(env, snap) for env, snap in zip(envs, saved["envs"])])
-        episode_returns = saved["episode_returns"].numpy()
+    for env in envs:
+        env.reset()
+    s = loop_state(model, optimizer, envs=envs, losses={})
+    sampling = ctx.rng("actions")
+    step = ctx.restore(s)
 
     bar = ctx.progress(cfg.total_steps, initial=step)
-    t_start = time.perf_counter() - train_seconds
-    while step < cfg.total_steps and not (solved_step and cfg.stop_when_solved):
+    while step < cfg.total_steps and not (s.solved_step and cfg.stop_when_solved):
         # --- rollout: n steps in each of the N environments ---
         batch_obs, batch_actions = [], []
         rewards = torch.zeros(cfg.n_steps, cfg.num_envs)
         dones = torch.zeros(cfg.n_steps, cfg.num_envs)
         for t in range(cfg.n_steps):
+            obs = np.stack([env.obs for env in envs])
             with torch.no_grad():
                 logits, _ = model(torch.as_tensor(obs))
-            actions = Categorical(logits=logits).sample().numpy()
-            batch_obs.append(obs.copy())
+            actions = sample_actions(logits, sampling)
+            batch_obs.append(obs)
             batch_actions.append(actions)
             for i, env in enumerate(envs):
-                next_obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
-                episode_returns[i] += reward
+                next_obs, reward, terminated, truncated = env.step(int(actions[i]))
                 if truncated and not terminated:  # not a terminal state: bootstrap it in the reward
                     with torch.no_grad():
                         reward += cfg.gamma * model(torch.as_tensor(next_obs))[1].item()
                 rewards[t, i] = reward
                 if terminated or truncated:
                     dones[t, i] = 1.0
-                    episodes += 1
-                    curve["step"].append(step + (t + 1) * cfg.num_envs)
-                    curve["wall"].append(ctx.wall_seconds)
-                    curve["return"].append(float(episode_returns[i]))
-                    ctx.log(step + (t + 1) * cfg.num_envs, episode_return=float(episode_returns[i]))
-                    episode_returns[i] = 0.0
-                    next_obs, _ = env.reset(seed=int(ctx.rng.integers(2**31)))
-                obs[i] = next_obs
+                    s.episodes += 1
+                    s.curve.add(step + (t + 1) * cfg.num_envs, ctx.wall_seconds, env.episode_return)
+                    ctx.log(step + (t + 1) * cfg.num_envs, episode_return=env.episode_return)
+                    env.reset()
         with torch.no_grad():
-            bootstrap = model(torch.as_tensor(obs))[1]
+            bootstrap = model(torch.as_tensor(np.stack([env.obs for env in envs])))[1]
         returns = discounted_returns(rewards, cfg.gamma, bootstrap=bootstrap, done=dones)  # n-step R_t
 
         # --- one synchronous update on the N × n batch ---
         loss, parts = actor_critic_loss(model, torch.as_tensor(np.concatenate(batch_obs)),
                                         torch.as_tensor(np.concatenate(batch_actions)), returns.reshape(-1),
                                         cfg.vf_coef, cfg.ent_coef, cfg.normalize_advantages)
-        optimizer.zero_grad()
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
+        update(model, optimizer, loss, cfg.max_grad_norm)
         ctx.check_finite(loss.item(), step, hint="Lower lr (--set lr=3e-4).")
+        s.losses = parts
 
         step += cfg.n_steps * cfg.num_envs
-        train_seconds = time.perf_counter() - t_start
-        if not solved_step and solved_now(curve["return"], cfg.solve_window, cfg.solve_threshold):
-            solved_step, solved_seconds = step, train_seconds
+        if not s.solved_step and solved_now(s.curve["return"], cfg.solve_window, cfg.solve_threshold):
+            s.solved_step, s.solved_seconds = step, s.clock.seconds
         bar.update(cfg.n_steps * cfg.num_envs)
-        if curve["return"]:
-            bar.set_postfix(mean=f"{np.mean(curve['return'][-cfg.solve_window:]):.0f}")
-        ctx.tick(step, lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "episodes": episodes, "solved_step": solved_step, "solved_seconds": solved_seconds,
-                                "train_seconds": train_seconds, "curve": curve,
-                                "envs": [common.env_snapshot(env) for env in envs],
-                                "episode_returns": torch.from_numpy(episode_returns)})
+        if s.curve["return"]:
+            bar.set_postfix(mean=f"{np.mean(s.curve['return'][-cfg.solve_window:]):.0f}")
+        ctx.tick(step, s)
     bar.close()
-    ctx.log(step, **parts)
-    return finish(ctx, cfg, model, label, curve, step, solved_step, solved_seconds, train_seconds, episodes)
+    ctx.log(step, **s.losses)
+    return finish(ctx, cfg, model, "A2C", s, step)
 
 
 _SMOKE = {"total_steps": 400, "eval_episodes": 3, "num_envs": 2}
@@ -316,6 +306,7 @@ register(Experiment(
     config_cls=PGConfig,
     presets={"smoke": _SMOKE, "quick": {"total_steps": 150_000}, "full": {"total_steps": 500_000}},
     run=run_reinforce,
+    build_model=build_model,
     metric="eval_return_mean",
     direction="max",
     environment="CartPole-v1",
@@ -331,6 +322,7 @@ register(Experiment(
     config_cls=PGConfig,
     presets={"smoke": _SMOKE, "quick": {"total_steps": 150_000}, "full": {"total_steps": 500_000}},
     run=run_a2c,
+    build_model=build_model,
     metric="eval_return_mean",
     direction="max",
     environment="CartPole-v1",

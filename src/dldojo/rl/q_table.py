@@ -19,17 +19,20 @@ truncated separately (the course's `done` is their `or`), and every episode gets
 CartPole-v1 (500 steps, threshold 475): `--set env_id=CartPole-v1 --set penalty_before_step=475
 --set solve_threshold=475`.
 
-Metrics: `episodes_to_solve` (the episode at which the 100-episode mean first reached the threshold;
-`episodes + 1` when it never did within the budget), `solved` (1/0), `train_return_last100_mean`, and
+Metrics: `train_episodes_to_solve` (the episode at which the 100-episode mean first reached the threshold;
+`episodes + 1` when it never did within the budget), `train_solved` (1/0), `train_return_last100_mean`, and
 `eval_return_mean` / `eval_return_std` over 100 greedy episodes of the final table.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
@@ -61,6 +64,8 @@ def q_update(Q: np.ndarray, s: int, a: int, r: float, s_next: int, alpha: float,
 
 @dataclasses.dataclass
 class QTableConfig:
+    RANGES: ClassVar[dict] = {"fail_reward": (-1e6, 0.0)}
+
     env_id: str = "CartPole-v0"
     """gymnasium environment: CartPole-v0 (200 steps, as in the course) or CartPole-v1 (500 steps)."""
     episodes: int = 2000
@@ -97,23 +102,31 @@ class QTableConfig:
             raise DojoError(f"need 0 < alpha <= 1 and 0 <= gamma <= 1, got {self.alpha}, {self.gamma}")
 
 
+class QTable(nn.Module):
+    """Q[s, a] as a float64 buffer (num_bins⁴ × actions); the loop updates it in place through a NumPy view."""
+
+    def __init__(self, init: np.ndarray):
+        super().__init__()
+        self.register_buffer("Q", torch.from_numpy(init))
+
+
+def build_model(cfg: QTableConfig, run=None) -> QTable:
+    return QTable(np.zeros((cfg.num_bins ** 4, int(common.make_env(cfg.env_id).action_space.n))))
+
+
 def run(ctx: RunContext, cfg: QTableConfig) -> dict[str, float]:
     env = common.make_env(cfg.env_id)
     edges = bin_edges(cfg.clip, cfg.num_bins)
     n_actions = int(env.action_space.n)
-    Q = ctx.rng.uniform(-1, 1, size=(cfg.num_bins ** 4, n_actions))
-    episode, env_steps, solved_at = 0, 0, 0
-    curve: dict[str, list[float]] = {"step": [], "wall": [], "return": []}
-
-    saved = ctx.restore()
-    if saved is not None:
-        episode, env_steps, solved_at = saved["step"], saved["env_steps"], saved["solved_at"]
-        Q = saved["Q"].numpy()
-        curve = {k: list(v) for k, v in saved["curve"].items()}
+    table = QTable(ctx.rng("init").uniform(-1, 1, size=(cfg.num_bins ** 4, n_actions)))
+    Q = table.Q.numpy()  # a view: restoring the table below changes Q too
+    s = SimpleNamespace(table=table, env_steps=0, solved_at=0, curve=common.Curve())
+    seeds, explore = ctx.rng("env"), ctx.rng("explore")
+    episode = ctx.restore(s)
 
     bar = ctx.progress(cfg.episodes, initial=episode, unit="episode")
-    while episode < cfg.episodes and not (solved_at and cfg.stop_when_solved):
-        obs, _ = env.reset(seed=int(ctx.rng.integers(2**31)))
+    while episode < cfg.episodes and not (s.solved_at and cfg.stop_when_solved):
+        obs, _ = env.reset(seed=int(seeds.integers(2**31)))
         state = int(digitize(obs, edges)[0])
         action = int(Q[state].argmax())  # the course starts each episode greedily
         env_return, shaped_return, t, done = 0.0, 0.0, 0, False
@@ -126,41 +139,39 @@ def run(ctx: RunContext, cfg: QTableConfig) -> dict[str, float]:
             next_state = int(digitize(obs, edges)[0])
             q_update(Q, state, action, r, next_state, cfg.alpha, cfg.gamma)
             epsilon = cfg.epsilon0 / (episode + 1)
-            if epsilon <= ctx.rng.uniform(0, 1):
+            if epsilon <= explore.uniform(0, 1):
                 action = int(Q[next_state].argmax())
             else:
-                action = int(ctx.rng.integers(n_actions))
+                action = int(explore.integers(n_actions))
             state = next_state
             t += 1
         episode += 1
-        env_steps += t
-        curve["step"].append(env_steps)
-        curve["wall"].append(ctx.wall_seconds)
-        curve["return"].append(env_return)
-        last = curve["return"][-cfg.solve_window:]
-        if not solved_at and len(last) == cfg.solve_window and np.mean(last) >= cfg.solve_threshold:
-            solved_at = episode
-        ctx.log(episode, env_steps=env_steps, episode_return=env_return, shaped_return=shaped_return,
+        s.env_steps += t
+        s.curve.add(s.env_steps, ctx.wall_seconds, env_return)
+        last = s.curve["return"][-cfg.solve_window:]
+        if not s.solved_at and len(last) == cfg.solve_window and np.mean(last) >= cfg.solve_threshold:
+            s.solved_at = episode
+        ctx.log(episode, env_steps=s.env_steps, episode_return=env_return, shaped_return=shaped_return,
                 epsilon=cfg.epsilon0 / episode, return_mean_last100=float(np.mean(last)))
         bar.update(1)
-        bar.set_postfix(mean100=f"{np.mean(last):.1f}", solved_at=solved_at or "-")
-        ctx.tick(episode, lambda: {"Q": torch.from_numpy(Q), "env_steps": env_steps, "solved_at": solved_at,
-                                   "curve": curve})
+        bar.set_postfix(mean100=f"{np.mean(last):.1f}", solved_at=s.solved_at or "-")
+        ctx.tick(episode, s)
     bar.close()
 
     def greedy(batch: np.ndarray) -> np.ndarray:
         return Q[digitize(batch, edges)].argmax(1)
 
-    eval_returns = common.evaluate(greedy, cfg.env_id, cfg.eval_episodes, seed=1_000_000 + 1000 * ctx.seed)
-    ctx.save_weights({"Q": torch.from_numpy(Q)})
-    threshold = cfg.solve_threshold
-    common.plot_learning_curves(ctx, {"tabular Q-learning": curve}, threshold=threshold, window=cfg.solve_window,
-                                title=f"{cfg.env_id}: tabular Q-learning ({cfg.num_bins}⁴ states)")
-    states, ret = common.rollout_states(greedy, cfg.env_id, seed=1_000_000 + 1000 * ctx.seed)
+    seed = ctx.seed_for("eval/final")
+    eval_returns = common.evaluate(greedy, cfg.env_id, cfg.eval_episodes, seed=seed)
+    ctx.save_weights(table.state_dict())
+    common.plot_learning_curves(ctx, {"tabular Q-learning": s.curve}, threshold=cfg.solve_threshold,
+                                window=cfg.solve_window, title=f"{cfg.env_id}: tabular Q-learning ({cfg.num_bins}⁴ states)")
+    states, ret = common.rollout_states(greedy, cfg.env_id, seed=seed)
     common.render_cartpole(ctx, states, title=f"greedy Q-table policy, return {ret:g}")
-    return {"episodes_to_solve": float(solved_at or cfg.episodes + 1), "solved": float(bool(solved_at)),
-            "train_return_last100_mean": float(np.mean(curve["return"][-100:])),
-            "train_env_steps": float(env_steps),
+    return {"train_episodes_to_solve": float(s.solved_at or cfg.episodes + 1),
+            "train_solved": float(bool(s.solved_at)),
+            "train_return_last100_mean": float(np.mean(s.curve["return"][-100:])),
+            "train_env_steps": float(s.env_steps),
             "eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std())}
 
 
@@ -173,7 +184,8 @@ register(Experiment(
              "quick": {"episodes": 2000},
              "full": {"episodes": 2000}},
     run=run,
-    metric="episodes_to_solve",
+    build_model=build_model,
+    metric="train_episodes_to_solve",
     direction="min",
     environment="CartPole-v0",
     references=(Reference(195.0, "gymnasium CartPole-v0 reward_threshold (mean of 100 episodes)",

@@ -17,6 +17,12 @@ The crops are `torchvision.ops.roi_align` boxes (adaptive sampling: an antialias
 contrast and saturation are torchvision's formulas with one factor per image (tested equal); the hue
 shift is a rotation of the YIQ chroma plane, the linear approximation of HSV's hue (keeps luma and greys).
 
+Transfer learning's training crops (`random_resized_crops`): torchvision's RandomResizedCrop (area
+fraction ~ U(scale, 1), antialiased resize) + RandomHorizontalFlip, image by image (the images are 128 px
+uint8, the crops small, so the per-image calls are cheap next to the step of four networks). Mixing two
+images of a batch: CutMix (`cut_mix`, Yun et al. 2019) pastes a box of a shuffled copy of the batch in,
+mixup (`mix_up`, Zhang et al. 2018) blends the whole images; the loss weighs both labels by λ.
+
 Test-time augmentation (`predict_tta`): level 0 = the image, 1 = the mean of the logits of the image
 and its mirror, 2 = additionally the mirrored pair shifted by one pixel up-left and down-right.
 """
@@ -29,6 +35,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+from torchvision.transforms import v2
 
 
 def random_shifts(n: int, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -147,6 +154,50 @@ def contrastive_views(images: torch.Tensor, size: int, generator: torch.Generato
                              torch.empty(n).uniform_(-0.1, 0.1, generator=generator))
     x = torch.where(_per_image(torch.rand(n, generator=generator) < 0.8), jittered, x)
     return torch.where(_per_image(torch.rand(n, generator=generator) < 0.2), grey(x).expand_as(x), x)
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size), antialiased bilinear (torchvision)."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return v2.functional.resize(images, [size, size], antialias=True)
+
+
+def random_resized_crops(images: torch.Tensor, size: int, scale: float) -> torch.Tensor:
+    """torchvision's RandomResizedCrop(size, scale=(scale, 1), antialias) + RandomHorizontalFlip of every
+    image of (N, C, H, W), each with its own draw (torch's global generator)."""
+    crop = v2.Compose([v2.RandomResizedCrop(size, scale=(scale, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    return torch.stack([crop(image) for image in images])
+
+
+def cut_mix(x: torch.Tensor, probability: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """CutMix (Yun et al. 2019): with `probability`, paste a box of a shuffled copy of the batch into it.
+
+    The box has area fraction 1 − λ with λ ~ U(0, 1) (Beta(1, 1)); it returns (images, the pasted images'
+    batch order, λ adjusted to the box actually cut), so the loss is λ·CE(y) + (1 − λ)·CE(y[order]).
+    Returns (x, None, 1.0) for batches that are not mixed."""
+    if probability <= 0 or torch.rand(()) >= probability:
+        return x, None, 1.0
+    h, w = x.shape[-2:]
+    lam = float(torch.rand(()))
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    order = torch.randperm(len(x))
+    x = x.clone()
+    x[..., top:bottom, left:right] = x[order][..., top:bottom, left:right]
+    return x, order, 1 - (bottom - top) * (right - left) / (h * w)
+
+
+def mix_up(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """mixup (Zhang et al. 2018): (λ·x + (1 − λ)·x[order], order, λ) with λ ~ Beta(α, α); (x, None, 1.0) for
+    α = 0."""
+    if alpha <= 0:
+        return x, None, 1.0
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(len(x))
+    return lam * x + (1 - lam) * x[order], order, lam
 
 
 def predict_tta(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, level: int = 0,

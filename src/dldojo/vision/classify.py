@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dldojo.data import images as image_data
+from dldojo.data.images import ImageSplit
 from dldojo.engine import budget
 from dldojo.engine.errors import DojoError
 from dldojo.engine.fit import fit
@@ -151,29 +152,31 @@ class ClassifyConfig:
 
 def triangle(step: int, total: int, start: float, peak_at: float, end: float) -> float:
     """Piecewise-linear schedule: `start` at step 0, 1 at peak_at·total, `end` at `total` (and after it)."""
-    step, peak = min(step, total), max(1, int(peak_at * total))
-    if step <= peak:
-        return start + (1 - start) * step / peak
-    return 1 + (end - 1) * (step - peak) / max(1, total - peak)
+    from dldojo.engine import schedules
+    return schedules.triangle(step, total, start, peak_at, end)
 
 
 class Lookahead:
-    """Weight averaging as in airbench: θ_ema ← ρ θ_ema + (1 − ρ) θ, then θ ← θ_ema (every 5 steps).
+    """Weight averaging as in airbench: θ_ema ← ρ θ_ema + (1 − ρ) θ, then θ ← θ_ema (every 5 steps); at the
+    end of every epoch of `epoch_steps` steps (if given) the network takes the averaged weights.
 
     Checkpointed with the run (`state_dict`), so resuming reproduces the averaged weights exactly."""
 
-    def __init__(self, model: nn.Module, total_steps: int, start_step: int, every: int = 5):
+    def __init__(self, model: nn.Module, total_steps: int, start_step: int, every: int = 5,
+                 epoch_steps: int | None = None):
         self.model, self.total_steps, self.start_step, self.every = model, total_steps, start_step, every
+        self.epoch_steps = epoch_steps
         self.ema: dict[str, torch.Tensor] | None = None
 
     def on_step(self, step: int) -> None:
-        if step < self.start_step or step % self.every:
-            return
-        params = self.model.state_dict()
-        if self.ema is None:
-            self.ema = {k: v.detach().clone() for k, v in params.items() if v.dtype.is_floating_point}
-            return
-        self.pull(0.95**5 * (step / self.total_steps) ** 3)
+        if step >= self.start_step and step % self.every == 0:
+            params = self.model.state_dict()
+            if self.ema is None:
+                self.ema = {k: v.detach().clone() for k, v in params.items() if v.dtype.is_floating_point}
+            else:
+                self.pull(0.95**5 * (step / self.total_steps) ** 3)
+        if self.epoch_steps and step % self.epoch_steps == 0:
+            self.pull(1.0)
 
     @torch.no_grad()
     def pull(self, decay: float) -> None:
@@ -191,11 +194,31 @@ class Lookahead:
         self.ema = state["ema"]
 
 
-class TrainingSteps:
-    """Completed optimiser steps, checkpointed: the loss function reads the epoch from it (flips)."""
+class AugmentedLoss:
+    """The loss of a training batch (x, y, index): random translation and flips (alternating: by epoch and
+    the image's flip bit), then label-smoothed cross-entropy. It counts the optimiser steps (`on_step`,
+    checkpointed) for what depends on the epoch: the flips and, for airbench, the whitening bias (trained
+    for the first `whiten_bias_epochs` only: without a gradient SGD leaves it alone)."""
 
-    def __init__(self):
+    def __init__(self, cfg: ClassifyConfig, model: nn.Module, flip_bits: torch.Tensor, steps_per_epoch: int,
+                 bf16: bool):
+        self.cfg, self.model, self.flip_bits, self.bf16 = cfg, model, flip_bits, bf16
+        self.steps_per_epoch = steps_per_epoch
         self.step = 0
+
+    def __call__(self, net: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y, index = batch
+        epoch = self.step // self.steps_per_epoch
+        if isinstance(self.model, archs.AirbenchNet):
+            self.model.whiten.bias.requires_grad_(epoch < self.cfg.whiten_bias_epochs)
+        flips = {"none": None, "random": torch.rand(len(x)) < 0.5,
+                 "alternating": alternating_flip_mask(self.flip_bits[index], epoch)}[self.cfg.flip]
+        x = augment_batch(x, self.cfg.translate, flips)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with common.autocast(self.bf16):
+            logits = net(x)
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing)
 
     def on_step(self, step: int) -> None:
         self.step = step
@@ -254,89 +277,89 @@ def budgeted_epochs(ctx: RunContext, cfg: ClassifyConfig, model: nn.Module, loss
         eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images")
 
 
-def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[str, float]:
-    started = time.perf_counter()
+@dataclasses.dataclass
+class ImageTensors:
+    """A dataset's (subset) splits as normalised float NCHW tensors, with the channel statistics used."""
+
+    train: ImageSplit
+    test: ImageSplit
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def load_tensors(dataset: str, cfg: ClassifyConfig) -> ImageTensors:
     train, test = image_data.load(dataset)
     train, test = train.head(cfg.train_subset, seed=1), test.head(cfg.test_subset, seed=2)
     mean, std, (x_train, x_test) = common.normalised_tensors(train, test)
-    y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
-    in_channels, image_size, n_classes = x_train.shape[1], x_train.shape[-1], len(train.classes)
-    bf16 = common.use_bf16(cfg.bf16)
-    mirror = cfg.flip != "none"
+    return ImageTensors(train, test, x_train, torch.as_tensor(train.labels), x_test, torch.as_tensor(test.labels),
+                        mean, std)
+
+
+def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[str, float]:
+    data = load_tensors(dataset, cfg)
+    (n, in_channels, image_size, _), n_classes = data.x_train.shape, len(data.train.classes)
+    bf16, mirror = common.use_bf16(cfg.bf16), cfg.flip != "none"
+    ctx.add_facts(bf16=bf16)
 
     model = archs.build_arch(cfg.arch, num_classes=n_classes, in_channels=in_channels)
-    info = common.model_table(ctx, model, cfg.arch, (in_channels, image_size, image_size))
-    if isinstance(model, archs.AirbenchNet):  # 5,000 random training images (the split is sorted by class)
-        sample = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(ctx.seed))[:5000]
-        model.init_whitening(x_train[sample], eps=cfg.whiten_eps)
+    common.model_table(ctx, model, cfg.arch, (in_channels, image_size, image_size))
+    if isinstance(model, archs.AirbenchNet):  # from 5,000 random training images (the split is sorted by class)
+        model.init_whitening(data.x_train[torch.randperm(n, generator=ctx.rng("whitening", "torch"))[:5000]],
+                             eps=cfg.whiten_eps)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-
-    steps_per_epoch = len(x_train) // cfg.batch_size
+    steps_per_epoch = n // cfg.batch_size
     if steps_per_epoch < 1:
-        raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
-    steps = TrainingSteps()
-    flip_bits = torch.from_numpy(np.random.default_rng([ctx.seed, 7]).integers(0, 2, len(x_train)))
-    index = torch.arange(len(x_train))
-
-    def loss_fn(net: nn.Module, batch) -> torch.Tensor:
-        x, y, i = batch
-        epoch = steps.step // steps_per_epoch
-        if isinstance(model, archs.AirbenchNet):  # no gradient = SGD leaves the bias alone
-            model.whiten.bias.requires_grad_(epoch < cfg.whiten_bias_epochs)
-        flips = {"none": None, "random": torch.rand(len(x)) < 0.5,
-                 "alternating": alternating_flip_mask(flip_bits[i], epoch)}[cfg.flip]
-        x = augment_batch(x, cfg.translate, flips)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with common.autocast(bf16):
-            logits = net(x)
-        return F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        raise DojoError(f"batch_size {cfg.batch_size} exceeds the {n} training images; lower it")
+    loss_fn = AugmentedLoss(cfg, model, torch.from_numpy(ctx.rng("flips").integers(0, 2, n)), steps_per_epoch, bf16)
+    train = (data.x_train, data.y_train, torch.arange(n))
 
     epochs = cfg.epochs
     if cfg.time_budget_minutes:
-        epochs = ctx.decide("epochs", lambda: budgeted_epochs(ctx, cfg, model, loss_fn, (x_train, y_train, index),
-                                                              x_test, mirror, bf16))
+        epochs = ctx.decide("epochs", lambda: budgeted_epochs(ctx, cfg, model, loss_fn, train, data.x_test, mirror,
+                                                              bf16))
+    ctx.add_facts(epochs=epochs)
     total_steps = math.ceil(epochs * steps_per_epoch)
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: triangle(s, total_steps, cfg.lr_start, cfg.lr_peak_at, cfg.lr_end))
-    lookahead = Lookahead(model, total_steps, cfg.lookahead_start_epoch * steps_per_epoch)
-    extra = {"steps": steps, **({"lookahead": lookahead} if cfg.lookahead else {})}
+    lookahead = Lookahead(model, total_steps, cfg.lookahead_start_epoch * steps_per_epoch,
+                          epoch_steps=steps_per_epoch) if cfg.lookahead else None
 
     def on_step(step: int) -> None:
-        steps.on_step(step)
-        if cfg.lookahead:
+        loss_fn.on_step(step)
+        if lookahead is not None:
             lookahead.on_step(step)
-        if step % steps_per_epoch == 0 and cfg.lookahead:
-            lookahead.pull(1.0)  # end of an epoch: the network takes the averaged weights
+
+    def predict(tta: int, with_plain: bool = False):
+        return common.predict_logits(model, data.x_test, tta=tta, mirror=mirror, bf16=bf16,
+                                     channels_last=cfg.channels_last, with_plain=with_plain)
 
     def evaluate() -> dict[str, float]:
-        logits = common.predict_logits(model, x_test, tta=0, mirror=mirror, bf16=bf16,
-                                       channels_last=cfg.channels_last)
-        return {"test_accuracy_no_tta": common.accuracy(logits, y_test)}
+        return {"test_accuracy_no_tta": common.accuracy(predict(0), data.y_test)}
 
-    train_started = time.perf_counter()
-    fit(ctx, model, optimizer, (x_train, y_train, index), loss_fn, epochs=epochs, batch_size=cfg.batch_size,
-        scheduler=scheduler, evaluate=evaluate if cfg.eval_every else None, eval_every=max(1, cfg.eval_every),
-        drop_last=True, on_step=on_step, extra_state=extra)
-    train_seconds = time.perf_counter() - train_started
-    if cfg.lookahead:
+    started = time.perf_counter()
+    fit(ctx, model, optimizer, train, loss_fn, epochs=epochs, batch_size=cfg.batch_size, scheduler=scheduler,
+        evaluate=evaluate if cfg.eval_every else None, eval_every=max(1, cfg.eval_every), drop_last=True,
+        on_step=on_step, extra_state={"loss": loss_fn, **({"lookahead": lookahead} if lookahead else {})})
+    train_seconds = time.perf_counter() - started
+    if lookahead is not None:
         lookahead.pull(1.0)
 
-    eval_started = time.perf_counter()
-    logits, plain = common.predict_logits(model, x_test, tta=cfg.tta, mirror=mirror, bf16=bf16,
-                                          channels_last=cfg.channels_last, with_plain=True)
-    metrics = {"test_accuracy": common.accuracy(logits, y_test), "test_accuracy_no_tta": common.accuracy(plain, y_test),
-               "train_seconds": train_seconds,
-               "train_images_per_second": total_steps * cfg.batch_size / max(train_seconds, 1e-9),
-               "eval_seconds": time.perf_counter() - eval_started,
-               "total_seconds": time.perf_counter() - started, "bf16": float(bf16), "epochs": epochs, **info}
-    ctx.log(total_steps, **{k: metrics[k] for k in ("test_accuracy", "test_accuracy_no_tta")})
+    logits, plain = predict(cfg.tta, with_plain=True)
+    metrics = {"test_accuracy": common.accuracy(logits, data.y_test),
+               "test_accuracy_no_tta": common.accuracy(plain, data.y_test)}
+    ctx.add_timings(train_seconds=train_seconds, eval_seconds=time.perf_counter() - started - train_seconds,
+                    train_images_per_second=total_steps * cfg.batch_size / max(train_seconds, 1e-9))
+    ctx.log(total_steps, **metrics)
     common.save_classifier(ctx, model.to(memory_format=torch.contiguous_format), arch=cfg.arch, arch_kwargs={},
-                           num_classes=n_classes, in_channels=in_channels, image_size=image_size, mean=mean, std=std,
-                           classes=train.classes, dataset=dataset)
-    common.report_classifier(ctx, test, logits)
+                           num_classes=n_classes, in_channels=in_channels, image_size=image_size, mean=data.mean,
+                           std=data.std, classes=data.train.classes, dataset=dataset)
+    common.report_classifier(ctx, data.test, logits)
     return metrics
 
 
@@ -346,7 +369,8 @@ def run_classifier(ctx: RunContext, cfg: ClassifyConfig, dataset: str) -> dict[s
 CLASSIC = {"batch_size": 256, "lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4, "bn_lr_scale": 1.0,
            "label_smoothing": 0.1, "lr_start": 0.1, "lr_peak_at": 0.15, "lr_end": 0.0, "lookahead": False,
            "tta": 1}
-SMOKE = {"epochs": 1, "batch_size": 32, "train_subset": 128, "test_subset": 64, "tta": 0,
+# smoke: two steps of 16 images and 32 test images — seconds even for DenseNet-BC-100 or ResNet-164
+SMOKE = {"epochs": 1, "batch_size": 16, "train_subset": 32, "test_subset": 32, "tta": 0,
          "time_budget_minutes": 0.0}
 
 CIFAR_REFS = {
@@ -415,7 +439,7 @@ def _register(name: str, dataset: str, topic: str, presets: dict, references=(),
         config_cls=ClassifyConfig, presets=presets,
         run=lambda ctx, cfg: run_classifier(ctx, cfg, dataset),
         metric="test_accuracy", direction="max", datasets=(dataset,), references=references, target=target,
-        family="vision",
+        family="vision", build_model=common.build_classifier,
     ))
 
 

@@ -7,7 +7,7 @@ import argparse
 
 
 def cmd_archs(args) -> int:
-    from dldojo.cli import _table
+    from dldojo.engine.console import format_table
     from dldojo.vision import archs
 
     rows = []
@@ -18,7 +18,8 @@ def cmd_archs(args) -> int:
         macs_128 = archs.count_macs(archs.build_arch(name, num_classes=args.classes, **stem_128), (3, 128, 128))
         rows.append([name, f"{archs.count_params(model) / 1e6:.3f}M", f"{macs_32 / 1e6:.1f}M",
                      f"{macs_128 / 1e6:.1f}M" + (" (ImageNet stem)" if stem_128 else "")])
-    print(_table(rows, ["architecture", f"parameters ({args.classes} classes)", "MACs 3x32x32", "MACs 3x128x128"]))
+    print(format_table(rows, ["architecture", f"parameters ({args.classes} classes)", "MACs 3x32x32",
+                              "MACs 3x128x128"]))
     print("\nMACs: multiply-accumulates of conv and linear layers for one image (FLOPs = 2 x MACs). "
           "Build one with dldojo.vision.archs.build_arch(name).")
     return 0
@@ -65,7 +66,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "for the target class.\nThe image (PNG/JPEG) is centre-cropped, resized to the "
                                    "model's input size, converted to its channels\nand normalised as in training.",
                        epilog=EXPLAIN_METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", help="run directory of a finished vision experiment (holds classifier.json)")
+    p.add_argument("run_dir", help="run directory of a finished image classifier run (mnist-cnn, cifar10-<arch>, "
+                                   "pretrain-cifar10, transfer-flowers; `dldojo runs` lists them)")
     p.add_argument("--image", required=True, metavar="PATH", help="image file to explain (PNG or JPEG)")
     p.add_argument("--method", default="all", metavar="METHOD",
                    help="gradcam | lime | shap | all, or a comma-separated list (default all)")

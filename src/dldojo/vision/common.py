@@ -2,14 +2,14 @@
 
 A trained classifier is saved as `model.safetensors` plus `classifier.json` (architecture name and
 keyword arguments, number of classes, input channels and size, normalisation mean / std, class
-names), so that `load_classifier(run_dir)` can rebuild it anywhere — `dldojo explain`, the transfer
-experiment and the tests use it.
+names). `build_classifier(cfg, run)` is the `build_model` of every experiment that saves one, so
+`engine.reload.load_run(run_dir).model` rebuilds it anywhere; `load_classifier(run_dir)` adds the
+metadata — `dldojo explain`, the transfer experiment and the tests use it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,8 @@ from torch import nn
 
 from dldojo.data.images import ImageSplit, channel_stats, to_tensor
 from dldojo.engine.errors import DojoError
-from dldojo.engine.run import RunContext, cpu_has_fast_bf16, load_weights
+from dldojo.engine.reload import LoadedRun, load_run
+from dldojo.engine.run import RunContext, cpu_has_fast_bf16
 from dldojo.vision import archs
 from dldojo.vision.augment import predict_tta
 
@@ -116,34 +117,45 @@ def report_classifier(ctx: RunContext, split: ImageSplit, logits: torch.Tensor, 
     ctx.save_figure(fig, "predictions")
 
 
-def model_table(ctx: RunContext, model: nn.Module, arch: str, input_shape: tuple[int, int, int]) -> dict[str, float]:
-    """Parameters and multiply-accumulates of the model for one input, into the report and the metrics."""
+def model_table(ctx: RunContext, model: nn.Module, arch: str, input_shape: tuple[int, int, int]) -> None:
+    """Parameters and multiply-accumulates of the model for one input: a report table and the summary's facts."""
     params, macs = archs.count_params(model), archs.count_macs(model, input_shape)
     ctx.save_table("model", [{"architecture": arch, "input": "×".join(map(str, input_shape)), "parameters": params,
                               "MACs per image": macs, "trainable parameters": archs.count_params(model, True)}])
-    return {"params": float(params), "macs": float(macs)}
+    ctx.add_facts(params=params, macs=macs)
+
+
+CLASSIFIER_FILE = "classifier.json"
 
 
 def save_classifier(ctx: RunContext, model: nn.Module, *, arch: str, arch_kwargs: dict[str, Any], num_classes: int,
                     in_channels: int, image_size: int, mean, std, classes, dataset: str) -> None:
+    """The weights (model.safetensors) and what `build_classifier` needs to rebuild them (classifier.json)."""
     ctx.save_weights(model.state_dict())
-    meta = {"arch": arch, "arch_kwargs": arch_kwargs, "num_classes": num_classes, "in_channels": in_channels,
-            "image_size": image_size, "mean": [float(v) for v in mean], "std": [float(v) for v in std],
-            "classes": list(classes), "dataset": dataset}
-    if ctx.is_main:
-        ctx.path("classifier.json").write_text(json.dumps(meta, indent=1))
+    ctx.save_json(CLASSIFIER_FILE, {
+        "arch": arch, "arch_kwargs": arch_kwargs, "num_classes": num_classes, "in_channels": in_channels,
+        "image_size": image_size, "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+        "classes": list(classes), "dataset": dataset})
+
+
+def classifier_meta(run: LoadedRun) -> dict[str, Any]:
+    """What a run saved about its classifier (classifier.json), or a one-line error naming what it is."""
+    if not run.path(CLASSIFIER_FILE).exists():
+        raise DojoError(f"{run.run_dir} holds no trained image classifier (no {CLASSIFIER_FILE}: a run of "
+                        f"{run.experiment.name}); pass a run of mnist-cnn, fashion-cnn, cifar10-<arch>, "
+                        f"pretrain-cifar10 or transfer-flowers (`dldojo runs` lists them).")
+    return run.read_json(CLASSIFIER_FILE)
+
+
+def build_classifier(cfg: Any, run: LoadedRun) -> nn.Module:
+    """`build_model` of the vision experiments that save a classifier: its architecture, fresh weights."""
+    meta = classifier_meta(run)
+    return archs.build_arch(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                            **meta["arch_kwargs"])
 
 
 def load_classifier(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a saved classifier (eval mode) and its metadata from a finished run directory."""
-    run_dir = Path(run_dir)
-    meta_path = run_dir / "classifier.json"
-    if not meta_path.exists():
-        raise DojoError(f"{run_dir} holds no trained image classifier (no classifier.json): pass the run directory "
-                        "of a finished vision experiment, e.g. one listed by `dldojo runs mnist-cnn`.")
-    meta = json.loads(meta_path.read_text())
-    model = archs.build_arch(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
-                             **meta["arch_kwargs"])
-    model.load_state_dict(load_weights(run_dir))
-    return model.eval(), meta
-
+    """A finished vision run's classifier (eval mode) and its metadata (classifier.json)."""
+    run = load_run(run_dir, family="vision")
+    meta = classifier_meta(run)
+    return run.model, meta

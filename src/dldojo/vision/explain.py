@@ -413,10 +413,7 @@ def explain(run_dir: str | Path, image_path: str | Path, method: str = "all", ta
     if n_samples < 2:
         raise DojoError(f"--samples must be at least 2, got {n_samples}")
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DojoError(f"{run_dir} is not a directory: pass the run directory of a finished vision experiment "
-                        "(see `dldojo runs`)")
-    model, meta = load_classifier(run_dir)
+    model, meta = load_classifier(run_dir)  # engine.reload.load_run: a finished vision run with a classifier
     classes = list(meta["classes"])
     pixels = load_image(image_path, int(meta["image_size"]), int(meta["in_channels"]))
     x = normalise(pixels, meta["mean"], meta["std"])

@@ -72,16 +72,18 @@ difference in differences  dropout_interaction = (bn_drop_in_block − bn_no_dro
 − no_norm_no_drop): negative when dropout hurts a BN network more than it hurts the same network without
 normalisation.
 
-Primary metric: `bn_small_batch_gap` = BN's test accuracy at batch 32 (`gap_batch_size`, the typical
+Primary metric: `test_bn_small_batch_gap` = BN's test accuracy at batch 32 (`gap_batch_size`, the typical
 batch of Wu & He's comparison) minus at batch 2 (positive = BN degrades at small batches; there is no
-"better" direction, `max` only orders it). `bn_excess_small_batch_gap` subtracts GroupNorm's own gap,
-which separates BN's batch dependence from what small-batch SGD does to any network;
-`<norm>_gap_b128_b2` are the gaps from the largest batch.
+"better" direction, `max` only orders it). `test_bn_excess_small_batch_gap` subtracts GroupNorm's own
+gap, which separates BN's batch dependence from what small-batch SGD does to any network;
+`test_<norm>_gap_b128_b2` are the gaps from the largest batch. Every metric is measured on the test
+images except `val_lr_<norm>_b<B>` (the learning rate the validation images chose) and
+`train_diverged_runs`; throughputs and seconds are in the summary's timings.
 
 Why a loop here and not the engine's `fit`: `fit` owns the run's single checkpoint (one model,
-one optimiser), while this experiment is dozens of independent trainings. The run checkpoints the
-finished trainings' results after each one; an interrupted training restarts from its beginning on
-`--resume` (every training is seeded on its own, so the result is the same).
+one optimiser), while this experiment is dozens of independent trainings. The run's declared state is
+the list of finished trainings' results; an interrupted training restarts from its beginning on
+`--resume` (every training takes its random draws from seeds of its own, so the result is the same).
 """
 
 from __future__ import annotations
@@ -396,13 +398,21 @@ def load_data(cfg: NormStudyConfig) -> Data:
 def train_and_measure(ctx: RunContext, cfg: NormStudyConfig, data: Data, job: Job,
                       keep_going: Callable[[], None]) -> dict[str, Any]:
     """Train one network (SGD, warm-up + linear decay) and measure it; `keep_going()` is called after every
-    step (the run's Ctrl-C / checkpoint hook)."""
-    seed = ctx.seed * 1000 + job.replicate  # the same replicate shares init, data order and augmentation
-    torch.manual_seed(seed)  # dropout masks
-    generator = torch.Generator().manual_seed(seed)
+    step (the run's Ctrl-C / checkpoint hook). Its random draws — initial weights, data order and
+    augmentation, dropout masks — come from seeds of its replicate alone (the same in every cell), so a
+    training interrupted and started again repeats itself exactly."""
+    replicate = f"replicate/{job.replicate}"
+    with torch.random.fork_rng(devices=[]):  # dropout masks: the replicate's seed; the run's stream untouched
+        torch.manual_seed(ctx.seed_for(f"{replicate}/dropout"))
+        return _train_and_measure(cfg, data, job, keep_going, init_seed=ctx.seed_for(f"{replicate}/init"),
+                                  generator=torch.Generator().manual_seed(ctx.seed_for(f"{replicate}/data")))
+
+
+def _train_and_measure(cfg: NormStudyConfig, data: Data, job: Job, keep_going: Callable[[], None], init_seed: int,
+                       generator: torch.Generator) -> dict[str, Any]:
     bf16 = common.use_bf16(cfg.bf16)
     model = NormNet(job.norm, cfg.widths, cfg.groups, cfg.dropout, job.dropout_at,  # type: ignore[arg-type]
-                    num_classes=int(data.y_train.max()) + 1, init_seed=seed)
+                    num_classes=int(data.y_train.max()) + 1, init_seed=init_seed)
     n, b = len(data.x_train), job.batch_size
     steps_per_epoch = n // b
     total_steps = cfg.epochs * steps_per_epoch
@@ -530,12 +540,11 @@ def summarise(cfg: NormStudyConfig, results: list[dict[str, Any]]) -> tuple[dict
             stats["lr"] = (runs[0]["lr"], 0.0)
             cells[(norm, b)] = stats
             metrics[f"test_accuracy_{norm}_b{b}"], metrics[f"test_accuracy_{norm}_b{b}_std"] = stats["test_accuracy"]
-            metrics[f"lr_{norm}_b{b}"] = runs[0]["lr"]
-            metrics[f"train_images_per_second_{norm}_b{b}"] = stats["train_images_per_second"][0]
+            metrics[f"val_lr_{norm}_b{b}"] = runs[0]["lr"]  # the learning rate the validation images chose
             if norm == "batch":
-                for key, name in (("train_mode_accuracy", "bn_train_mode_accuracy"),
-                                  ("recalibrated_accuracy", "bn_recalibrated_accuracy"),
-                                  ("variance_shift", "bn_variance_shift")):
+                for key, name in (("train_mode_accuracy", "test_bn_train_mode_accuracy"),
+                                  ("recalibrated_accuracy", "test_bn_recalibrated_accuracy"),
+                                  ("variance_shift", "test_bn_variance_shift")):
                     if key in stats:
                         metrics[f"{name}_b{b}"] = stats[key][0]
     def accuracy(norm: str, b: int, where: str = "none", variant: str = "") -> dict[int, float]:
@@ -550,10 +559,10 @@ def summarise(cfg: NormStudyConfig, results: list[dict[str, Any]]) -> tuple[dict
     small, typical, large = min(cfg.batch_sizes), cfg.gap_batch_size, max(cfg.batch_sizes)
     for norm in cfg.norms:
         name = "bn" if norm == "batch" else norm
-        contrast(f"{name}_small_batch_gap", [(1, accuracy(norm, typical)), (-1, accuracy(norm, small))])
-        contrast(f"{name}_gap_b{large}_b{small}", [(1, accuracy(norm, large)), (-1, accuracy(norm, small))])
+        contrast(f"test_{name}_small_batch_gap", [(1, accuracy(norm, typical)), (-1, accuracy(norm, small))])
+        contrast(f"test_{name}_gap_b{large}_b{small}", [(1, accuracy(norm, large)), (-1, accuracy(norm, small))])
     if "group" in cfg.norms:
-        contrast("bn_excess_small_batch_gap", [(1, accuracy("batch", typical)), (-1, accuracy("batch", small)),
+        contrast("test_bn_excess_small_batch_gap", [(1, accuracy("batch", typical)), (-1, accuracy("batch", small)),
                                                (-1, accuracy("group", typical)), (1, accuracy("group", small))])
 
     if cfg.dropout_batch_size:
@@ -565,19 +574,18 @@ def summarise(cfg: NormStudyConfig, results: list[dict[str, Any]]) -> tuple[dict
                 if all(key in r for r in runs):
                     stats[key] = mean_std([r[key] for r in runs])
             cells[(variant,)] = stats
-            metrics[f"{variant}_accuracy"], metrics[f"{variant}_accuracy_std"] = stats["test_accuracy"]
+            metrics[f"test_{variant}_accuracy"], metrics[f"test_{variant}_accuracy_std"] = stats["test_accuracy"]
             if "variance_shift" in stats:  # BN variants (absent only if a run diverged)
-                metrics[f"{variant}_recalibrated_accuracy"] = stats["recalibrated_accuracy"][0]
-                metrics[f"variance_shift_{variant}"] = stats["variance_shift"][0]
+                metrics[f"test_{variant}_recalibrated_accuracy"] = stats["recalibrated_accuracy"][0]
+                metrics[f"test_variance_shift_{variant}"] = stats["variance_shift"][0]
         bn, bn_drop = accuracy("batch", b), accuracy("batch", b, "in_block", "bn_drop_in_block")
         plain, plain_drop = accuracy("none", b), accuracy("none", b, "in_block", "no_norm_drop_in_block")
-        contrast("bn_drop_in_block_effect", [(1, bn_drop), (-1, bn)])
-        contrast("bn_drop_after_last_effect", [(1, accuracy("batch", b, "after_last", "bn_drop_after_last")),
-                                               (-1, bn)])
-        contrast("no_norm_drop_in_block_effect", [(1, plain_drop), (-1, plain)])
-        contrast("dropout_interaction", [(1, bn_drop), (-1, bn), (-1, plain_drop), (1, plain)])
-    metrics["training_runs"] = float(len(results))
-    metrics["diverged_runs"] = float(sum(r["diverged"] for r in results))
+        contrast("test_bn_drop_in_block_effect", [(1, bn_drop), (-1, bn)])
+        contrast("test_bn_drop_after_last_effect", [(1, accuracy("batch", b, "after_last", "bn_drop_after_last")),
+                                                    (-1, bn)])
+        contrast("test_no_norm_drop_in_block_effect", [(1, plain_drop), (-1, plain)])
+        contrast("test_dropout_interaction", [(1, bn_drop), (-1, bn), (-1, plain_drop), (1, plain)])
+    metrics["train_diverged_runs"] = float(sum(r["diverged"] for r in results))
     return metrics, cells
 
 
@@ -669,28 +677,24 @@ def save_figure(ctx: RunContext, cfg: NormStudyConfig, cells: dict[tuple, dict])
 
 
 def run(ctx: RunContext, cfg: NormStudyConfig) -> dict[str, float]:
-    started = time.perf_counter()
     data = load_data(cfg)
-    saved = ctx.restore()
-    results: list[dict[str, Any]] = list(saved["results"]) if saved else []
-
-    def state() -> dict[str, Any]:
-        return {"results": results}
-
+    state = {"results": []}  # one dict per finished training
+    done = ctx.restore(state)
     planned = planned_count(cfg)
-    bar = ctx.progress(planned, desc="trainings", initial=len(results), unit="run")
-    while len(results) < planned:
-        done = len(results)
-        job = planned_jobs(cfg, results)[done]
+    bar = ctx.progress(planned, desc="trainings", initial=done, unit="run")
+    while done < planned:
+        job = planned_jobs(cfg, state["results"])[done]
+        # every step of a training ticks with the trainings done so far: an interrupted one starts again
         result = train_and_measure(ctx, cfg, data, job, lambda: ctx.tick(done, state))
-        results.append(result)
-        ctx.log(len(results), run=job.label(), **{k: result[k] for k in (
+        state["results"].append(result)
+        done += 1
+        ctx.log(done, run=job.label(), **{k: result[k] for k in (
             "test_accuracy", "val_accuracy", "train_images_per_second") if k in result})
-        ctx.save_checkpoint(len(results), state())
         bar.update(1)
         bar.set_postfix(last=f"{job.label()}: {result['test_accuracy']:.3f}")
     bar.close()
 
+    results = state["results"]
     metrics, cells = summarise(cfg, results)
     save_table(ctx, cfg, cells)
     save_figure(ctx, cfg, cells)
@@ -698,17 +702,20 @@ def run(ctx: RunContext, cfg: NormStudyConfig) -> dict[str, float]:
         "norm", "batch_size", "dropout_at", "lr", "replicate", "diverged", "val_accuracy", "test_accuracy",
         "train_mode_accuracy", "recalibrated_accuracy", "variance_shift", "train_loss", "train_images_per_second",
         "train_seconds")} for r in results], caption="every training run of the study")
-    metrics["train_seconds"] = sum(r["train_seconds"] for r in results)
-    metrics["total_seconds"] = time.perf_counter() - started  # this session (a resumed run: since the resume)
+    ctx.add_facts(training_runs=len(results))
+    ctx.add_timings(train_seconds=sum(r["train_seconds"] for r in results),
+                    **{f"train_images_per_second_{norm}_b{b}": cells[(norm, b)]["train_images_per_second"][0]
+                       for norm in cfg.norms for b in cfg.batch_sizes})
     return metrics
 
 
 # ----- presets and registration -----
 
 PRESETS = {
-    "smoke": {"train_images": 100, "val_images": 40, "test_images": 60, "batch_sizes": (2, 16), "epochs": 1,
-              "tune_batch_size": 16, "gap_batch_size": 16,
-              "seeds": 1, "lr_grid": (1.0,), "widths": (8, 16), "groups": 4, "dropout_batch_size": 16,
+    # smoke: 13 tiny trainings (12 steps at batch 2, 3 at batch 8), every table and figure of the report
+    "smoke": {"train_images": 24, "val_images": 20, "test_images": 40, "batch_sizes": (2, 8), "epochs": 1,
+              "tune_batch_size": 8, "gap_batch_size": 8,
+              "seeds": 1, "lr_grid": (1.0,), "widths": (8, 16), "groups": 4, "dropout_batch_size": 8,
               "eval_batch_size": 64},
     # quick: batch 128 left out (with equal examples on 1,200 images it would get 27 steps)
     "quick": {"batch_sizes": (2, 8, 32), "train_images": 1200, "val_images": 300, "test_images": 1000,
@@ -724,12 +731,12 @@ register(Experiment(
           "Wu & He 2018 (GroupNorm, ECCV); Li et al. 2019 (dropout-BN variance shift, CVPR); Goyal et al. 2017 "
           "(linear lr scaling)",
     config_cls=NormStudyConfig, presets=PRESETS, run=run,
-    metric="bn_small_batch_gap", direction="max", datasets=("cifar10",), family="vision",
+    metric="test_bn_small_batch_gap", direction="max", datasets=("cifar10",), family="vision",
     references=(
         Reference(0.111, "Wu & He 2018, Fig. 1: ImageNet ResNet-50 error with BN 23.6 % at 32 images per GPU, "
                          "34.7 % at 2 (GroupNorm 24.1 % at both)",
                   "another dataset and network, and 32 -> 2 rather than 128 -> 2: the sign is the claim"),
         Reference(0.111, "Wu & He 2018, Fig. 1: BN's error increase 32 -> 2 images per GPU minus GN's (0)",
-                  "ImageNet ResNet-50", metric="bn_excess_small_batch_gap"),
+                  "ImageNet ResNet-50", metric="test_bn_excess_small_batch_gap"),
     ),
 ))

@@ -31,9 +31,10 @@ Optional CutMix (Yun et al. 2019): a box of a shuffled batch pasted in, loss λ�
 The source. ImageNet weights cannot be downloaded here, so `pretrain-cifar10` trains one: airbench94
 (Jordan 2024) on CIFAR-10's 50,000 images of 32 px with classify.py's recipe. The network is fully
 convolutional with a global max-pool, so it takes flowers at `image_size` px as they are (a larger input
-gives a larger last feature map). `transfer-flowers` finds the newest finished `pretrain-cifar10` run
-(`source_run=auto`), or trains one first (a separate run, timed separately), or takes any run directory
-of a CIFAR classifier (`source_run=PATH`, e.g. a `cifar10-<arch>` run). With `imagenet_weights=FILE` (a
+gives a larger last feature map). `transfer-flowers` uses a finished `pretrain-cifar10` run of
+`source_preset` with its own seed from the runs folder, or trains one first (`source_run=auto`: a sub-run
+with its own run directory, timed separately), or takes any run directory of a CIFAR classifier
+(`source_run=PATH`, e.g. a `cifar10-<arch>` run). With `imagenet_weights=FILE` (a
 torchvision resnet18 / resnet50 / mobilenet_v2 state dict, `torch.save(model.state_dict(), FILE)`) the
 backbone of (b)-(d) is torchvision's ImageNet model instead, with ImageNet normalisation.
 
@@ -50,25 +51,27 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from dldojo.data import images as image_data
+from dldojo.data.images import ImageSplit
 from dldojo.engine import budget
 from dldojo.engine.errors import DojoError
 from dldojo.engine.fit import fit
-from dldojo.engine.registry import PRESETS, Experiment, Reference, register
-from dldojo.engine.run import RunContext, seed_everything
+from dldojo.engine.registry import Experiment, Reference, register
+from dldojo.engine.reload import load_run
+from dldojo.engine.run import RunContext
 from dldojo.vision import archs, classify, common
+from dldojo.vision.augment import cut_mix, mix_up, random_resized_crops, resize
 
 VARIANTS = ("scratch", "frozen", "finetune", "frozen_then_finetune")
 TORCHVISION_ARCHS = ("resnet18", "resnet50", "mobilenet_v2")
@@ -81,14 +84,8 @@ CURRICULUM = {"scratch": (0.393, "ResNet50 from scratch"),
 
 def triangle(step: int, total: int) -> float:
     """Learning-rate factor: 0.1 at step 0, 1 at 20 % of `total`, 0 at `total` (and after it)."""
-    return classify.triangle(step, total, start=0.1, peak_at=0.2, end=0.0)
-
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, size, size), antialiased bilinear (torchvision)."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return v2.functional.resize(images, [size, size], antialias=True)
+    from dldojo.engine import schedules
+    return schedules.triangle(step, total, start=0.1, peak_at=0.2, end=0.0)
 
 
 # ============================================================================ the target: flowers-5
@@ -99,10 +96,10 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 class TransferConfig:
     source_run: str = "auto"
     """Source model: a run directory of a CIFAR classifier (pretrain-cifar10, cifar10-<arch>), or auto =
-    the newest finished pretrain-cifar10 run under the runs folder whose preset is at least source_preset
-    (full > quick > smoke), pre-training one first (a separate run, timed separately) when there is none."""
+    a finished pretrain-cifar10 run of source_preset with this run's seed under the runs folder, pre-trained
+    first (a run of its own, timed separately) when there is none."""
     source_preset: Literal["smoke", "quick", "full"] = "full"
-    """Preset of pretrain-cifar10 that source_run=auto looks for or runs."""
+    """Preset of pretrain-cifar10 that source_run=auto uses."""
     imagenet_weights: str = ""
     """Path of a torchvision ImageNet state dict (.pth) of imagenet_arch; if set, it is the source."""
     imagenet_arch: Literal["resnet18", "resnet50", "mobilenet_v2"] = "resnet18"
@@ -386,19 +383,9 @@ class Source:
     arch_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
-def find_source_run(runs_root: Path, preset: str) -> Path | None:
-    """The newest finished pretrain-cifar10 run whose preset ranks at least `preset` (best preset first)."""
-    rank = {name: i for i, name in enumerate(PRESETS)}
-    candidates = []
-    for summary in Path(runs_root).glob("pretrain-cifar10/*/summary.json"):
-        run_dir = summary.parent
-        run_preset = json.loads((run_dir / "config.json").read_text())["preset"]
-        if (run_dir / "classifier.json").exists() and rank.get(run_preset, -1) >= rank[preset]:
-            candidates.append((rank[run_preset], run_dir.name, run_dir))
-    return max(candidates)[2] if candidates else None
-
-
 def load_source(ctx: RunContext, cfg: TransferConfig) -> Source:
+    """torchvision's ImageNet model (imagenet_weights), a given run's classifier (source_run), or a finished
+    pretrain-cifar10 run of source_preset and this seed (found under the runs folder or trained first)."""
     if cfg.imagenet_weights:
         import torchvision
 
@@ -406,30 +393,19 @@ def load_source(ctx: RunContext, cfg: TransferConfig) -> Source:
         fresh = getattr(torchvision.models, cfg.imagenet_arch)(weights=None)
         return Source(model, fresh, IMAGENET_MEAN, IMAGENET_STD,
                       {"source": f"torchvision {cfg.imagenet_arch}, ImageNet weights", "path": cfg.imagenet_weights})
-    run_dir = Path(cfg.source_run) if cfg.source_run != "auto" else None
-    runs_root = ctx.run_dir.parent.parent
-    pretrain_seconds = 0.0
-    if run_dir is None:
-        run_dir = find_source_run(runs_root, cfg.source_preset)
-    if run_dir is None:  # nothing to re-use: pre-train now, as a run of its own
-        from dldojo.engine.launch import run_experiment
-
-        print(f"[dldojo] no finished pretrain-cifar10 run (preset >= {cfg.source_preset}) under {runs_root}: "
-              f"pre-training the source model first", flush=True)
-        summary = run_experiment("pretrain-cifar10", preset=cfg.source_preset, seed=ctx.seed, out=runs_root,
-                                 threads=torch.get_num_threads(), quiet=ctx.quiet)
-        run_dir, pretrain_seconds = Path(summary["run_dir"]), summary["wall_seconds"]
-        seed_everything(ctx.seed)  # the same initial weights whether the source was found or trained here
-    model, meta = common.load_classifier(run_dir)
-    fresh = archs.build_arch(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
-                             **meta["arch_kwargs"])
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return Source(model, fresh, tuple(meta["mean"]), tuple(meta["std"]), {
+    if cfg.source_run == "auto":
+        run = ctx.requires("pretrain-cifar10", preset=cfg.source_preset)
+    else:
+        run = load_run(cfg.source_run, family="vision")
+    meta = run.read_json(common.CLASSIFIER_FILE)
+    if "test_accuracy" in run.metrics:
+        ctx.add_facts(source_test_accuracy=run.metrics["test_accuracy"])
+    if "wall_seconds" in run.timings:  # the source's own training, whether it ran now or earlier
+        ctx.add_timings(source_wall_seconds=run.timings["wall_seconds"])
+    return Source(run.model, run.experiment.build_model(run.config, run), tuple(meta["mean"]), tuple(meta["std"]), {
         "source": f"{meta['arch']} {meta['arch_kwargs']} trained on {meta['dataset']} at {meta['image_size']} px",
-        "path": str(run_dir), "source_test_accuracy": summary.get("metrics", {}).get("test_accuracy"),
-        "source_wall_seconds": summary.get("wall_seconds"), "pre_trained_in_this_run": bool(pretrain_seconds)},
-        arch=meta["arch"], arch_kwargs=meta["arch_kwargs"])
+        "path": str(run.run_dir), "source_test_accuracy": run.metrics.get("test_accuracy"),
+        "source_wall_seconds": run.timings.get("wall_seconds")}, arch=meta["arch"], arch_kwargs=meta["arch_kwargs"])
 
 
 # ----- the four variants: what trains, at which rate, when
@@ -483,35 +459,6 @@ def build_variants(source: Source, cfg: TransferConfig, num_classes: int) -> dic
     return nets
 
 
-def cut_mix(x: torch.Tensor, probability: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """CutMix (Yun et al. 2019): with `probability`, paste a box of a shuffled copy of the batch into it.
-
-    The box has area fraction 1 − λ with λ ~ U(0, 1) (Beta(1, 1)); it returns (images, the pasted images'
-    batch order, λ adjusted to the box actually cut), so the loss is λ·CE(y) + (1 − λ)·CE(y[order]).
-    Returns (x, None, 1.0) for batches that are not mixed."""
-    if probability <= 0 or torch.rand(()) >= probability:
-        return x, None, 1.0
-    h, w = x.shape[-2:]
-    lam = float(torch.rand(()))
-    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
-    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
-    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
-    order = torch.randperm(len(x))
-    x = x.clone()
-    x[..., top:bottom, left:right] = x[order][..., top:bottom, left:right]
-    return x, order, 1 - (bottom - top) * (right - left) / (h * w)
-
-
-def mix_up(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """mixup (Zhang et al. 2018): (λ·x + (1 − λ)·x[order], order, λ) with λ ~ Beta(α, α); (x, None, 1.0) for α = 0."""
-    if alpha <= 0:
-        return x, None, 1.0
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    order = torch.randperm(len(x))
-    return lam * x + (1 - lam) * x[order], order, lam
-
-
 def images_per_second(net: TransferNet, x: torch.Tensor, y: torch.Tensor, bf16: bool, steps: int = 3) -> float:
     """Training throughput of one variant (forward + backward, on a copy so no weight changes)."""
     net = copy.deepcopy(net).train()
@@ -546,15 +493,24 @@ def budgeted_epochs(ctx: RunContext, cfg: TransferConfig, model: SideBySide, los
         eval_every=cfg.eval_every, quiet=ctx.quiet, what=f" of {cfg.batch_size} images × {len(trial.nets)} variants")
 
 
-def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
-    started = time.perf_counter()
-    source = load_source(ctx, cfg)
-    source_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+@dataclasses.dataclass
+class Flowers:
+    """flowers-5 (subsets) as tensors: training images as 128 px uint8 (cropped per batch), test images resized
+    and normalised with the source's statistics."""
+
+    train: ImageSplit
+    test: ImageSplit
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    normalise: Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_flowers(cfg: TransferConfig, source: Source) -> Flowers:
     train, test = image_data.load("flowers")
     train, test = train.head(cfg.train_subset, seed=1), test.head(cfg.test_subset, seed=2)
     mean, std = torch.tensor(source.mean).view(1, 3, 1, 1), torch.tensor(source.std).view(1, 3, 1, 1)
-    bf16 = common.use_bf16(cfg.bf16)
 
     def normalise(x: torch.Tensor) -> torch.Tensor:
         x = (x.float() / 255 - mean) / std
@@ -562,24 +518,40 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
 
     x_train = image_data.as_uint8_tensor(train.images).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW, 128 px
     x_test = image_data.as_uint8_tensor(test.images).permute(0, 3, 1, 2)
-    x_test = normalise(resize(x_test, cfg.test_size or cfg.image_size))
-    y_train, y_test = torch.as_tensor(train.labels), torch.as_tensor(test.labels)
-    augment = v2.Compose([v2.RandomResizedCrop(cfg.image_size, scale=(cfg.crop_scale, 1.0), antialias=True),
-                          v2.RandomHorizontalFlip()])
+    return Flowers(train, test, x_train, torch.as_tensor(train.labels),
+                   normalise(resize(x_test, cfg.test_size or cfg.image_size)), torch.as_tensor(test.labels), normalise)
 
+
+def variant_optimizer(nets: dict[str, TransferNet], cfg: TransferConfig, total: int):
+    """One Nesterov SGD over every variant's (body, head) groups, and the per-group learning-rate schedules."""
+    groups, factors = [], []
+    for name, net in nets.items():
+        g, f = variant_groups(name, net, cfg, total)
+        groups, factors = groups + g, factors + f
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                weight_decay=cfg.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+
+def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
+    source = load_source(ctx, cfg)
+    started = time.perf_counter()
+    data = load_flowers(cfg, source)
+    bf16 = common.use_bf16(cfg.bf16)
+    ctx.add_facts(bf16=bf16)
     if isinstance(source.fresh, archs.AirbenchNet):  # its data-dependent first layer, from the flowers
-        source.fresh.init_whitening(normalise(resize(x_train[:2000], cfg.image_size)).contiguous())
-    nets = build_variants(source, cfg, len(train.classes))
+        source.fresh.init_whitening(data.normalise(resize(data.x_train[:2000], cfg.image_size)).contiguous())
+    nets = build_variants(source, cfg, len(data.train.classes))
     model = SideBySide(nets)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = len(x_train) // cfg.batch_size
+    steps_per_epoch = len(data.x_train) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(x_train)} training images; lower it")
+        raise DojoError(f"batch_size {cfg.batch_size} exceeds the {len(data.x_train)} training images; lower it")
 
     def loss_fn(net: nn.Module, batch) -> torch.Tensor:
         x, y = batch
-        x = normalise(torch.stack([augment(image) for image in x]))  # the same crops for every variant
+        x = data.normalise(random_resized_crops(x, cfg.image_size, cfg.crop_scale))  # the same for every variant
         x, order, keep = mix_up(x, cfg.mixup) if cfg.mixup else cut_mix(x, cfg.cutmix)
         with common.autocast(bf16):
             logits = net(x)
@@ -593,96 +565,99 @@ def run_transfer(ctx: RunContext, cfg: TransferConfig) -> dict[str, float]:
 
     epochs = cfg.epochs
     if cfg.time_budget_minutes:
-        epochs = ctx.decide("epochs", lambda: budgeted_epochs(ctx, cfg, model, loss_fn, (x_train, y_train), x_test,
-                                                              ctx.wall_seconds - source_seconds, bf16))
+        epochs = ctx.decide("epochs", lambda: budgeted_epochs(ctx, cfg, model, loss_fn, (data.x_train, data.y_train),
+                                                              data.x_test, time.perf_counter() - started, bf16))
+    ctx.add_facts(epochs=epochs)
     total = math.ceil(epochs * steps_per_epoch)
-    groups, factors = [], []
-    for name, net in nets.items():
-        g, f = variant_groups(name, net, cfg, total)
-        groups, factors = groups + g, factors + f
-    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                                weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+    optimizer, scheduler = variant_optimizer(nets, cfg, total)
     unfreeze = Unfreeze(nets.get("frozen_then_finetune"), int(round(cfg.freeze_fraction * total)))
 
-    def predict(net: nn.Module, tta: int) -> torch.Tensor:
-        return common.predict_logits(net, x_test, tta=tta, bf16=bf16, channels_last=cfg.channels_last)
-
     def evaluate() -> dict[str, float]:
-        return {f"{name}_test_accuracy": common.accuracy(predict(net, 0), y_test) for name, net in nets.items()}
+        return {f"test_{name}_accuracy": common.accuracy(predict(net, data, cfg, bf16, tta=0), data.y_test)
+                for name, net in nets.items()}
 
     train_started = time.perf_counter()
-    fit(ctx, model, optimizer, (x_train, y_train), loss_fn, epochs=epochs, batch_size=cfg.batch_size,
+    fit(ctx, model, optimizer, (data.x_train, data.y_train), loss_fn, epochs=epochs, batch_size=cfg.batch_size,
         scheduler=scheduler, evaluate=evaluate, eval_every=cfg.eval_every, drop_last=True,
         on_step=unfreeze.on_step, extra_state={"unfreeze": unfreeze})
     train_seconds = time.perf_counter() - train_started
-
-    metrics, rows, logits = {}, [], {}
-    x_probe, y_probe = normalise(resize(x_train[:cfg.batch_size], cfg.image_size)), y_train[:cfg.batch_size]
-    for name, net in nets.items():
-        eval_started = time.perf_counter()
-        logits[name] = predict(net, cfg.tta)
-        eval_seconds = time.perf_counter() - eval_started
-        plain = common.accuracy(predict(net, 0), y_test)
-        metrics[f"{name}_test_accuracy"] = common.accuracy(logits[name], y_test)
-        metrics[f"{name}_train_images_per_second"] = images_per_second(net, x_probe, y_probe, bf16)
-        rows.append({"variant": name, "test accuracy": metrics[f"{name}_test_accuracy"],
-                     "test accuracy (no TTA)": plain,
-                     "curriculum (val, ImageNet models)": CURRICULUM[name][0] if name in CURRICULUM else "",
-                     "trainable parameters (last phase)": archs.count_params(net, trainable_only=True),
-                     "train images/s": metrics[f"{name}_train_images_per_second"],
-                     "test images/s (with TTA)": len(x_test) / eval_seconds})
-    best = max(nets, key=lambda name: metrics[f"{name}_test_accuracy"])
-    if len(nets) > 1:  # for comparison, not a variant: the mean of their predicted probabilities
-        ensemble = sum(out.float().softmax(1) for out in logits.values()) / len(logits)
-        metrics["ensemble_test_accuracy"] = common.accuracy(ensemble, y_test)
-        rows.append({"variant": "(ensemble of the above: mean probability)",
-                     "test accuracy": metrics["ensemble_test_accuracy"]})
-    metrics.update({
-        "test_accuracy": metrics[f"{best}_test_accuracy"],
-        "train_seconds": train_seconds,
-        "epochs": epochs,
-        "train_images_per_second": total * cfg.batch_size * len(nets) / train_seconds,
-        "transfer_seconds": time.perf_counter() - started,
-        "source_seconds": source_seconds,
-        **({"source_test_accuracy": source.description["source_test_accuracy"]}
-           if source.description.get("source_test_accuracy") is not None else {}),
-    })
-    ctx.log(total, **{k: v for k, v in metrics.items() if k.endswith("test_accuracy")})
-    ctx.save_table("variants", rows, caption=f"flowers-5 test accuracy after {epochs:g} epochs "
-                   f"({total} steps of {cfg.batch_size}) for every variant; best: {best}")
+    metrics, logits = final_evaluation(ctx, cfg, nets, data, bf16, caption=f"flowers-5 test accuracy after "
+                                       f"{epochs:g} epochs ({total} steps of {cfg.batch_size}) for every variant")
+    ctx.add_timings(train_seconds=train_seconds, transfer_seconds=time.perf_counter() - started,
+                    train_images_per_second=total * cfg.batch_size * len(nets) / max(train_seconds, 1e-9))
+    ctx.log(total, **metrics)
     ctx.save_table("source", [{"key": k, "value": v} for k, v in source.description.items()],
                    caption="the pre-trained model")
     learning_curves(ctx, nets)
     ctx.save_weights(model.state_dict(), name="variants")
-    # the classifier (for `dldojo explain`): the best variant whose head fits the source architecture
-    saveable = [name for name in nets if not nets[name].stages]
-    if source.arch is not None and saveable:  # a dldojo architecture: `load_classifier` can rebuild it
-        saved = max(saveable, key=lambda name: metrics[f"{name}_test_accuracy"])
-        if saved != best:
-            print(f"[dldojo] the best variant, {best}, has a multi-layer head, which the source architecture cannot "
-                  f"hold: classifier.json is the best single-layer variant, {saved}")
-        classifier = nets[saved].as_classifier()
-        arch_kwargs = dict(source.arch_kwargs)
-        if isinstance(classifier, archs.AirbenchNet) and classifier.head.bias is not None:
-            arch_kwargs["head_bias"] = True  # a folded head_norm gave airbench's bias-free head a bias
-        common.save_classifier(ctx, classifier, arch=source.arch, arch_kwargs=arch_kwargs,
-                               num_classes=len(train.classes), in_channels=3, image_size=cfg.image_size,
-                               mean=source.mean, std=source.std, classes=train.classes, dataset="flowers")
-    common.report_classifier(ctx, test, logits[best], title=f"test, {best}")
+    save_best_classifier(ctx, cfg, source, nets, metrics, data.train.classes)
+    best = max(nets, key=lambda name: metrics[f"test_{name}_accuracy"])
+    common.report_classifier(ctx, data.test, logits[best], title=f"test, {best}")
     return metrics
+
+
+def predict(net: nn.Module, data: Flowers, cfg: TransferConfig, bf16: bool, tta: int) -> torch.Tensor:
+    return common.predict_logits(net, data.x_test, tta=tta, bf16=bf16, channels_last=cfg.channels_last)
+
+
+def final_evaluation(ctx: RunContext, cfg: TransferConfig, nets: dict[str, TransferNet], data: Flowers, bf16: bool,
+                     caption: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Every variant's test accuracy with TTA, the best one's as `test_accuracy` and, for comparison, their
+    ensemble's (mean probability); a table with accuracies without TTA, parameters and throughputs."""
+    metrics, rows, logits = {}, [], {}
+    x_probe = data.normalise(resize(data.x_train[:cfg.batch_size], cfg.image_size))
+    y_probe = data.y_train[:cfg.batch_size]
+    for name, net in nets.items():
+        eval_started = time.perf_counter()
+        logits[name] = predict(net, data, cfg, bf16, cfg.tta)
+        eval_seconds = time.perf_counter() - eval_started
+        metrics[f"test_{name}_accuracy"] = common.accuracy(logits[name], data.y_test)
+        throughput = images_per_second(net, x_probe, y_probe, bf16)
+        ctx.add_timings(**{f"{name}_train_images_per_second": throughput})
+        rows.append({"variant": name, "test accuracy": metrics[f"test_{name}_accuracy"],
+                     "test accuracy (no TTA)": common.accuracy(predict(net, data, cfg, bf16, tta=0), data.y_test),
+                     "curriculum (val, ImageNet models)": CURRICULUM[name][0] if name in CURRICULUM else "",
+                     "trainable parameters (last phase)": archs.count_params(net, trainable_only=True),
+                     "train images/s": throughput, "test images/s (with TTA)": len(data.x_test) / eval_seconds})
+    best = max(nets, key=lambda name: metrics[f"test_{name}_accuracy"])
+    if len(nets) > 1:  # for comparison, not a variant: the mean of their predicted probabilities
+        ensemble = sum(out.float().softmax(1) for out in logits.values()) / len(logits)
+        metrics["test_ensemble_accuracy"] = common.accuracy(ensemble, data.y_test)
+        rows.append({"variant": "(ensemble of the above: mean probability)",
+                     "test accuracy": metrics["test_ensemble_accuracy"]})
+    metrics["test_accuracy"] = metrics[f"test_{best}_accuracy"]
+    ctx.save_table("variants", rows, caption=f"{caption}; best: {best}")
+    return metrics, logits
+
+
+def save_best_classifier(ctx: RunContext, cfg: TransferConfig, source: Source, nets: dict[str, TransferNet],
+                         metrics: dict[str, float], classes: list[str]) -> None:
+    """The classifier for `dldojo explain`: the best variant whose head fits the source architecture (a
+    dldojo one), as that architecture."""
+    saveable = [name for name in nets if not nets[name].stages]
+    if source.arch is None or not saveable:
+        return
+    saved = max(saveable, key=lambda name: metrics[f"test_{name}_accuracy"])
+    best = max(nets, key=lambda name: metrics[f"test_{name}_accuracy"])
+    if saved != best and not ctx.quiet:
+        print(f"[dldojo] the best variant, {best}, has a multi-layer head, which the source architecture cannot "
+              f"hold: classifier.json is the best single-layer variant, {saved}")
+    classifier = nets[saved].as_classifier()
+    arch_kwargs = dict(source.arch_kwargs)
+    if isinstance(classifier, archs.AirbenchNet) and classifier.head.bias is not None:
+        arch_kwargs["head_bias"] = True  # a folded head_norm gave airbench's bias-free head a bias
+    common.save_classifier(ctx, classifier, arch=source.arch, arch_kwargs=arch_kwargs, num_classes=len(classes),
+                           in_channels=3, image_size=cfg.image_size, mean=source.mean, std=source.std,
+                           classes=classes, dataset="flowers")
 
 
 def learning_curves(ctx: RunContext, nets: dict) -> None:
     import matplotlib.pyplot as plt
 
-    log = ctx.run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in nets:
-        points = [(r["epoch"], r[f"{name}_test_accuracy"]) for r in records if f"{name}_test_accuracy" in r
-                  and "epoch" in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=name)
+        curve = ctx.history("epoch", f"test_{name}_accuracy")
+        ax.plot(curve["epoch"], curve[f"test_{name}_accuracy"], marker="o", ms=3, label=name)
     ax.set(xlabel="epoch (flowers training set)", ylabel="test accuracy (no TTA)",
            title="flowers-5: the four variants, same batches")
     ax.grid(alpha=0.3)
@@ -700,16 +675,18 @@ register(Experiment(
           "(airbench94)",
     paper="Jordan 2024 (airbench, arXiv:2404.00498); Yosinski et al. 2014",
     config_cls=classify.ClassifyConfig,
-    presets={"smoke": {**classify.SMOKE},
+    presets={"smoke": {**classify.SMOKE, "arch": "airbench93"},  # the narrower airbench: transfer's smoke source
              "quick": {"epochs": 2, "train_subset": 20000, "tta": 1, **classify.QUICK_BUDGET},
              "full": {"epochs": 9.9}},
     run=lambda ctx, cfg: classify.run_classifier(ctx, cfg, "cifar10"),
     metric="test_accuracy", direction="max", datasets=("cifar10",), family="vision",
+    build_model=common.build_classifier,
     references=(Reference(0.9401, "Jordan 2024, airbench94 (A100; mean of many runs)",
                           "official CIFAR-10 pixels; here the JPEG (q75) copy"),),
 ))
 
-TRANSFER_SMOKE = {"epochs": 1, "batch_size": 16, "train_subset": 64, "test_subset": 40, "image_size": 32,
+# smoke: 2 steps of 16 crops of 16 px for the four variants on a narrow source; seconds, with every report picture
+TRANSFER_SMOKE = {"epochs": 1, "batch_size": 16, "train_subset": 32, "test_subset": 20, "image_size": 16, "tta": 0,
                   "eval_every": 1, "source_preset": "smoke"}
 register(Experiment(
     name="transfer-flowers",
@@ -724,6 +701,6 @@ register(Experiment(
                        "time_budget_minutes": 2.0}},
     run=run_transfer, metric="test_accuracy", direction="max", datasets=("flowers", "cifar10"),
     references=tuple(Reference(value, f"course material: {what} on flowers-5", "validation accuracy",
-                               metric=f"{name}_test_accuracy") for name, (value, what) in CURRICULUM.items()),
-    target=0.88, family="vision",
+                               metric=f"test_{name}_accuracy") for name, (value, what) in CURRICULUM.items()),
+    target=0.88, family="vision", build_model=common.build_classifier,
 ))
