@@ -35,7 +35,8 @@ def table() -> str:
                     f"{r['wall_seconds_max']:.1f} | {r['threads']} | {machine(r)} | {r['commit']} |")
     machines = {(machine(r), r["cpu"]) for r in map(lambda p: json.loads(p.read_text()), result_files())}
     return "\n".join(rows) + ("\n\nMachines (2 cores each): " + "; ".join(f"{m} = {c}" for m, c in sorted(machines))
-                             + ". Results without an instruction-set list predate its recording (commit 6f716b0 "
+                             + ". Results from before engine v2 (commit 2a80157 and earlier) keep the metric names of their time (e.g. "
+                               "`bn_small_batch_gap`, now `test_bn_small_batch_gap`). Results without an instruction-set list predate its recording (commit 6f716b0 "
                                "and earlier); the notes in results/ name their machine." if machines else "")
 
 
