@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -159,7 +160,7 @@ def run_experiment(
                      subrun=require_run)
     ctx.setup_distributed()
     run_dir = _agree_on_run_dir(ctx, run_dir)
-    with RunLock(run_dir) if ctx.is_main else _nothing():
+    with RunLock(run_dir) if ctx.is_main else contextlib.nullcontext():
         if ctx.is_main:
             remove_orphans(run_dir)
         if ctx.is_main and resume is not None and force:  # train again from the start: nothing old may remain
@@ -195,14 +196,6 @@ def run_experiment(
 
                 build_report(run_dir)
     return summary
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return None
 
 
 def _agree_on_run_dir(ctx: RunContext, run_dir: Path | None) -> Path:
