@@ -158,7 +158,8 @@ def token_batches(pairs: list[Pair], max_tokens: int, seed: int, epoch: int, shu
 
     Sentences are sorted by (source length, target length) with random tie-breaking, cut greedily into
     batches whose padded size B * (max source length + max target length + 1) stays <= `max_tokens`
-    (the +1 is <bos> / <eos>), and the batch order is shuffled. Deterministic given (seed, epoch).
+    (the +1 is <bos> / <eos>), and the batch order is shuffled. Deterministic given (seed, epoch);
+    experiments pass `ctx.seed_for("batches")`, the run's named stream for batching.
     """
     if not pairs:
         return []

@@ -288,14 +288,14 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
     decoding.save_vocabs(ctx, data)
     model = make_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_estimate = cfg.epochs * len(enja.token_batches(data.train, cfg.max_tokens, ctx.seed, 0))
+    steps_estimate = cfg.epochs * len(enja.token_batches(data.train, cfg.max_tokens, ctx.seed_for("batches"), 0))
 
     state = SimpleNamespace(model=model, optimizer=optimizer, epoch=0, batch_in_epoch=0, loss_sum=0.0,
                             token_count=0, train_seconds=0.0, train_tokens=0, epoch_states=[], history=[])
     step = ctx.restore(state)
     bar = ctx.progress(steps_estimate, initial=step)
     while state.epoch < cfg.epochs:
-        batches = enja.token_batches(data.train, cfg.max_tokens, ctx.seed, state.epoch)
+        batches = enja.token_batches(data.train, cfg.max_tokens, ctx.seed_for("batches"), state.epoch)
         model.train()
         epoch_done = False
         while not epoch_done:

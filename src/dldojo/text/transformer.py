@@ -359,7 +359,8 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
     decoding.save_vocabs(ctx, data)
     model = make_model(cfg, len(data.src_vocab), len(data.tgt_vocab))
     optimizer = make_optimizer(model, cfg)
-    epoch_batches = [enja.token_batches(data.train, cfg.max_tokens, ctx.seed, epoch) for epoch in range(cfg.epochs)]
+    batch_seed = ctx.seed_for("batches")
+    epoch_batches = [enja.token_batches(data.train, cfg.max_tokens, batch_seed, epoch) for epoch in range(cfg.epochs)]
     steps_per_epoch = [len(b) for b in epoch_batches]
     total_steps = sum(steps_per_epoch)
 
