@@ -3,6 +3,7 @@
 min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]; the generator is trained on -log D(G(z)).
 """
 import dataclasses
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -12,6 +13,7 @@ from dldojo.engine.registry import Experiment, register
 
 @dataclasses.dataclass
 class GANConfig:
+    RANGES: ClassVar[dict] = {"steps": (1, 10**6)}  # every int needs an upper bound; checked before the run
     steps: int = 2000
     """Training steps (one discriminator and one generator update each)."""
     lr: float = 1e-3

@@ -40,7 +40,7 @@ def test_bad_set_key_lists_valid_keys(capsys):
     code, _, err = run_cli(capsys, "run", "collab-bias", "--set", "n_factor=10")
     assert code == 2
     assert "unknown config key 'n_factor'" in err and "Did you mean 'n_factors'" in err
-    assert "weight_decay (float, default 0.1)" in err
+    assert "weight_decay (float, default 0.1, 0..1000)" in err
 
 
 @pytest.mark.parametrize("setting,expected", [

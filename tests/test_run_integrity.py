@@ -154,3 +154,59 @@ def test_a_checkpoint_of_the_wrong_structure_is_a_one_line_error(example_gan):
     with pytest.raises(DojoError, match="not a checkpoint of this dldojo version"):
         run_experiment(resume=run_dir, quiet=True, report=False)
     shutil.rmtree(run_dir)
+
+
+def test_every_count_and_size_field_has_a_declared_upper_bound():
+    """No experiment can forget: every int field (and every declared range) bounds what a config may allocate."""
+    import dataclasses
+    import typing
+
+    from dldojo.engine import registry
+    from dldojo.engine.config import build_config, field_range, field_types
+
+    for name, exp in registry.load_all().items():
+        types = field_types(exp.config_cls)
+        for f in dataclasses.fields(exp.config_cls):
+            tp = types[f.name]
+            inner = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple and typing.get_args(tp) else tp
+            if inner is int:
+                assert field_range(exp.config_cls, f.name)[1] is not None, f"{name}.{f.name} has no upper bound"
+        for preset, layer in exp.presets.items():
+            build_config(exp.config_cls, layer, experiment=name)  # every preset is inside its ranges
+
+
+@pytest.mark.parametrize("sets,expected", [
+    ("n_factors=1000000000", "n_factors: 1000000000; it must be >= 1 and <= 4096"),
+    ("weight_decay=nan", "weight_decay: nan; it must be a finite number"),
+    ("init_std=nan", "init_std: nan; it must be a finite number"),
+    ("init_std=-1", "init_std: -1.0; it must be >= 0"),
+    ("max_ratings=-1", "max_ratings: -1; it must be >= 0"),
+    ("report_user=0", "report_user: 0; it must be >= 1 and <= 943"),
+    ("report_user=99999", "report_user: 99999; it must be >= 1 and <= 943"),
+])
+def test_bad_config_values_are_refused_before_anything_is_created(sets, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DLDOJO_RUNS", str(tmp_path))
+    assert main(["run", "collab-bias", "--preset", "smoke", "--quiet", "--set", sets]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no run directory
+
+
+def test_a_report_user_the_data_does_not_have_is_refused_before_training(synthetic_data, capsys):
+    # the synthetic MovieLens has 40 users: user 500 is inside the range of the real data but not of this one
+    assert main(["run", "collab-bias", "--preset", "smoke", "--quiet", "--no-report", "--set", "report_user=500"]) == 2
+    assert "user id 500 is out of range" in capsys.readouterr().err
+    (run_dir,) = Path(os.environ["DLDOJO_RUNS"], "collab-bias").iterdir()
+    assert not (run_dir / "checkpoints" / "last.pt").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
+def test_a_failed_allocation_is_a_one_line_error(monkeypatch, capsys):
+    import dldojo.cli as cli
+
+    def too_big(args):
+        torch.empty(2**62, dtype=torch.uint8)
+
+    monkeypatch.setattr(cli, "cmd_list", too_big)
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and "Traceback" not in err

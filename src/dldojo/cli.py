@@ -139,7 +139,9 @@ def cmd_data(args) -> int:
     # verify: full check, download if missing and allowed
     path = store.locate(args.name, download=not args.no_download)
     st = store.status(args.name)
-    print(f"{args.name}: {st.state} at {path}" + (" (synthetic test fixture)" if st.state == "fixture" else
+    fixture = (" (a synthetic test fixture, vouched for only by its own FIXTURE.json: accepted because "
+               "DLDOJO_ALLOW_FIXTURES=1 is set; unset it for any data you did not make)")
+    print(f"{args.name}: {st.state} at {path}" + (fixture if st.state == "fixture" else
                                                    f" — {len(store.get_dataset(args.name).files)} files, sha256 ok"))
     return 0
 
@@ -228,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        print("error: out of memory: lower the sizes in the config (`dldojo show <experiment>` lists them with "
+              "their ranges) or the batch size, or close other programs", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint of the first one (if any) is on disk
         print("\n[dldojo] aborted", file=sys.stderr)
         return 130

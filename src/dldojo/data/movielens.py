@@ -15,6 +15,9 @@ import numpy as np
 from dldojo.data.store import Dataset, locate, register_dataset, write_manifest
 from dldojo.engine.errors import DojoError
 
+USERS = 943
+"""Users in MovieLens-100k (ids 1..943): the range of a recommender's `report_user`."""
+
 
 @dataclasses.dataclass
 class Ratings:

@@ -105,13 +105,19 @@ def check_value(value: Any, tp: Any, key: str) -> Any:
 
 
 def describe_fields(config_cls: type) -> str:
-    """A table of `key (type, default): doc` lines for error messages and `dldojo show`."""
+    """A table of `key (type, default, range): doc` lines for error messages and `dldojo show`."""
     docs = field_docs(config_cls)
     types = field_types(config_cls)
     lines = []
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {f.name} ({type_name(types[f.name])}, default {default!r}): {docs.get(f.name, '')}")
+        tp = types[f.name]
+        inner = get_args(tp)[0] if get_origin(tp) is tuple and get_args(tp) else tp
+        bounds = ""
+        if inner in (int, float):
+            low, high = field_range(config_cls, f.name)
+            bounds = f", {_num(low)}..{_num(high)}" if high is not None else f", >= {_num(low)}"
+        lines.append(f"  {f.name} ({type_name(tp)}, default {default!r}{bounds}): {docs.get(f.name, '')}")
     return "\n".join(lines)
 
 
@@ -156,6 +162,10 @@ def field_range(config_cls: type, name: str) -> tuple[float | None, float | None
     return getattr(config_cls, "RANGES", {}).get(name, (0, None))
 
 
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
 def check_ranges(config: Any) -> None:
     types = field_types(type(config))
     for f in dataclasses.fields(config):
@@ -171,8 +181,8 @@ def check_ranges(config: Any) -> None:
             if not math.isfinite(v):
                 raise DojoError(f"bad value for {f.name}: {v!r}; it must be a finite number.")
             if (low is not None and v < low) or (high is not None and v > high):
-                bounds = " and ".join(b for b in (f">= {low:g}" if low is not None else "",
-                                                  f"<= {high:g}" if high is not None else "") if b)
+                bounds = " and ".join(b for b in (f">= {_num(low)}" if low is not None else "",
+                                                  f"<= {_num(high)}" if high is not None else "") if b)
                 raise DojoError(f"bad value for {f.name}: {v!r}; it must be {bounds}.")
 
 

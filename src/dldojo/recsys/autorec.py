@@ -18,12 +18,13 @@ chosen on the random 80/20 split and carried over to the official folds unchange
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from dldojo.data import movielens
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.reload import LoadedRun
@@ -33,6 +34,11 @@ from dldojo.recsys import common
 
 @dataclasses.dataclass
 class AutoRecConfig:
+    RANGES: ClassVar[dict] = {
+        "hidden": (1, 8192), "lam": (0, 1e6), "epochs": (0, 10**5), "eval_every": (0, 10**5),
+        "max_ratings": (0, 10**8), "report_user": (1, movielens.USERS)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     split: Literal["random", "u1", "u2", "u3", "u4", "u5"] = "random"
     """'random' = fixed 80/20 split of u.data (seed 42); 'u1'..'u5' = official base/test folds."""
     hidden: int = 500
@@ -106,7 +112,7 @@ def make_predictor(model: ItemAutoRec, R: torch.Tensor, M: torch.Tensor) -> comm
 
 
 def run(ctx: RunContext, cfg: AutoRecConfig) -> dict[str, float]:
-    data, train, test = common.load_split(cfg.split, cfg.max_ratings)
+    data, train, test = common.load_split(cfg.split, cfg.max_ratings, report_user=cfg.report_user)
     common.save_shape(ctx, data)
     R, M = rating_matrix(train, data.n_items, data.n_users)
     model = ItemAutoRec(data.n_users, cfg.hidden)

@@ -17,11 +17,12 @@ Reference: fastai `EmbeddingDotBias` reaches valid MSE 0.811 after 5 epochs (lr 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from dldojo.data import movielens
 from dldojo.engine.errors import DojoError
 from dldojo.engine.fit import fit
 from dldojo.engine.registry import Experiment, Reference, register
@@ -34,6 +35,12 @@ Split = Literal["random", "u1", "u2", "u3", "u4", "u5"]
 
 @dataclasses.dataclass
 class CollabConfig:
+    RANGES: ClassVar[dict] = {
+        "n_factors": (1, 4096), "epochs": (1, 10**4), "batch_size": (1, 10**6),
+        "weight_decay": (0, 1000), "init_std": (0, 10), "y_low": (-100, 100), "y_high": (-100, 100),
+        "max_ratings": (0, 10**8), "report_user": (1, movielens.USERS)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     split: Split = "random"
     """'random' = fixed 80/20 split of u.data (seed 42); 'u1'..'u5' = official base/test folds."""
     n_factors: int = 50
@@ -71,6 +78,9 @@ class CollabConfig:
 
 @dataclasses.dataclass
 class CollabNNConfig(CollabConfig):
+    RANGES: ClassVar[dict] = {**CollabConfig.RANGES, "hidden": (1, 8192), "dropout": (0, 0.99)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     hidden: int = 100
     """Width of the MLP's hidden layer."""
     dropout: float = 0.1
@@ -135,7 +145,7 @@ def make_model(kind: str, cfg: CollabConfig, n_users: int, n_items: int) -> nn.M
 
 
 def train_collab(kind: str, ctx: RunContext, cfg: CollabConfig) -> dict[str, float]:
-    data, train, test = common.load_split(cfg.split, cfg.max_ratings)
+    data, train, test = common.load_split(cfg.split, cfg.max_ratings, report_user=cfg.report_user)
     common.save_shape(ctx, data)
     model = make_model(kind, cfg, data.n_users, data.n_items)
     tensors = (torch.as_tensor(train.user), torch.as_tensor(train.item), torch.as_tensor(train.rating))

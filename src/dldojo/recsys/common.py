@@ -24,9 +24,12 @@ Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 SHAPE_FILE = "shape.json"
 
 
-def load_split(split: str, max_ratings: int = 0, split_seed: int = 42):
-    """(data, train, test) for 'random' (80/20, seed 42) or 'u1'..'u5'; `max_ratings` > 0 keeps a slice."""
+def load_split(split: str, max_ratings: int = 0, split_seed: int = 42, report_user: int | None = None):
+    """(data, train, test) for 'random' (80/20, seed 42) or 'u1'..'u5'; `max_ratings` > 0 keeps a slice.
+    `report_user` (1-based) is checked against the data here, before any training."""
     data = movielens.load()
+    if report_user is not None:
+        check_user(data, report_user - 1)
     train, test = movielens.split(data, split, split_seed)
     if max_ratings:
         train = train.subset(np.arange(min(max_ratings, len(train))))
@@ -103,10 +106,15 @@ def report_pictures(ctx: RunContext, data: movielens.MovieLens, train: movielens
                                                   f"(movies with >= 10 ratings).")
 
 
-def top_n(predict: Predict, data: movielens.MovieLens, user: int, n: int = 10, min_ratings: int = 10):
-    """The user's `n` highest-predicted movies among those they have not rated (in any split)."""
+def check_user(data: movielens.MovieLens, user: int) -> None:
+    """`user` (0-based) must be one of the data's users."""
     if not 0 <= user < data.n_users:
         raise DojoError(f"user id {user + 1} is out of range: MovieLens-100k users are 1..{data.n_users}.")
+
+
+def top_n(predict: Predict, data: movielens.MovieLens, user: int, n: int = 10, min_ratings: int = 10):
+    """The user's `n` highest-predicted movies among those they have not rated (in any split)."""
+    check_user(data, user)
     items = np.arange(data.n_items)
     counts = np.bincount(data.ratings.item, minlength=data.n_items)
     rated = data.ratings.item[data.ratings.user == user]

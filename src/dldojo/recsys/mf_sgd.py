@@ -20,12 +20,13 @@ Reference: published MF baselines on MovieLens-100k reach RMSE ≈ 0.91-0.94.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from dldojo.data import movielens
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.reload import LoadedRun
@@ -73,6 +74,11 @@ def predict_ratings(P: np.ndarray, Q: np.ndarray, users: np.ndarray, items: np.n
 
 @dataclasses.dataclass
 class MFConfig:
+    RANGES: ClassVar[dict] = {
+        "n_factors": (1, 4096), "epochs": (0, 10**4), "lam": (0, 1000), "init_std": (0, 10),
+        "max_ratings": (0, 10**8), "report_user": (1, movielens.USERS)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     split: Literal["random", "u1", "u2", "u3", "u4", "u5"] = "random"
     """'random' = fixed 80/20 split of u.data (seed 42); 'u1'..'u5' = official base/test folds."""
     n_factors: int = 50
@@ -121,7 +127,7 @@ class FunkSVD(nn.Module):
 
 
 def run(ctx: RunContext, cfg: MFConfig) -> dict[str, float]:
-    data, train, test = common.load_split(cfg.split, cfg.max_ratings)
+    data, train, test = common.load_split(cfg.split, cfg.max_ratings, report_user=cfg.report_user)
     common.save_shape(ctx, data)
     init = ctx.rng("init")
     model = FunkSVD(init.normal(0, cfg.init_std, (data.n_users, cfg.n_factors)),

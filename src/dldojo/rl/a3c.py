@@ -43,7 +43,7 @@ import signal
 import threading
 import time
 from types import SimpleNamespace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -60,6 +60,9 @@ from dldojo.rl.policy_gradient import (ActorCritic, PGConfig, actor_critic_loss,
 
 @dataclasses.dataclass
 class A3CConfig(PGConfig):
+    RANGES: ClassVar[dict] = {**PGConfig.RANGES, "num_workers": (1, 64), "max_seconds": (0, 10**6)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     num_workers: int = 2
     """Worker processes, one environment each (the A2C comparison uses this many environments)."""
     max_seconds: float = 120.0

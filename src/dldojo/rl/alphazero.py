@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+from typing import ClassVar
 import time
 from types import SimpleNamespace
 
@@ -70,6 +71,18 @@ from dldojo.rl.mcts import (AlphaZeroPlayer, PureMCTS, RandomPlayer, SearchTrees
 
 @dataclasses.dataclass
 class AlphaZeroConfig:
+    RANGES: ClassVar[dict] = {
+        "generations": (0, 10**5), "games_per_generation": (1, 10**6), "parallel_games": (1, 4096),
+        "simulations": (1, 10**5), "fast_simulations": (0, 10**5), "full_search_prob": (0, 1),
+        "eval_simulations": (1, 10**5), "match_simulations": (0, 10**5), "c_puct": (0, 100),
+        "dirichlet_alpha": (0, 100), "dirichlet_epsilon": (0, 1), "temperature_moves": (0, 100), "q_weight": (0, 1),
+        "channels": (1, 1024), "blocks": (0, 64), "value_hidden": (1, 8192), "replay_size": (1, 10**7),
+        "train_steps": (0, 10**6), "batch_size": (1, 65536), "weight_decay": (0, 10),
+        "gate_games": (0, 10**5), "gate_threshold": (0, 1), "gate_temperature_moves": (0, 100),
+        "eval_games": (0, 10**5), "eval_every": (0, 10**5), "eval_rollouts": (1, 10**6), "final_games": (0, 10**5),
+        "final_rollouts": (1, 10**6), "max_minutes": (0, 10**5)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     generations: int = 20
     """Number of generations (self-play → training → gating → evaluation)."""
     games_per_generation: int = 64

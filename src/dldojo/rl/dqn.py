@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from types import SimpleNamespace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -128,6 +128,14 @@ def greedy_policy(q_net: nn.Module) -> common.Act:
 
 @dataclasses.dataclass
 class DQNConfig:
+    RANGES: ClassVar[dict] = {
+        "total_steps": (0, 10**8), "num_hiddens": (1, 8192), "gamma": (0, 1), "buffer_size": (1, 10**7),
+        "batch_size": (1, 65536), "learning_starts": (0, 10**8), "train_every": (1, 10**6),
+        "gradient_steps": (0, 10**5), "target_update_every": (1, 10**6), "tau": (0, 1), "max_grad_norm": (0, 1e6),
+        "epsilon_start": (0, 1), "epsilon_end": (0, 1), "exploration_fraction": (0, 1), "eval_every": (0, 10**8),
+        "eval_episodes": (0, 10**5), "final_eval_episodes": (0, 10**5), "stop_at_return": (-1e6, 1e6)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     env_id: str = "CartPole-v1"
     """gymnasium environment id."""
     total_steps: int = 60_000

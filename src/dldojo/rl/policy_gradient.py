@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import SimpleNamespace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -111,6 +111,12 @@ def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray
 
 @dataclasses.dataclass
 class PGConfig:
+    RANGES: ClassVar[dict] = {
+        "total_steps": (0, 10**8), "num_envs": (1, 256), "n_steps": (1, 10**4), "num_hiddens": (1, 8192),
+        "gamma": (0, 1), "vf_coef": (0, 100), "ent_coef": (0, 10), "max_grad_norm": (0, 1e6),
+        "solve_threshold": (0, 1e6), "solve_window": (1, 10**5), "eval_episodes": (0, 10**5)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     env_id: str = "CartPole-v1"
     """gymnasium environment id."""
     total_steps: int = 300_000

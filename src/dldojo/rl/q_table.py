@@ -64,7 +64,11 @@ def q_update(Q: np.ndarray, s: int, a: int, r: float, s_next: int, alpha: float,
 
 @dataclasses.dataclass
 class QTableConfig:
-    RANGES: ClassVar[dict] = {"fail_reward": (-1e6, 0.0)}
+    RANGES: ClassVar[dict] = {
+        "fail_reward": (-1e6, 0.0), "episodes": (0, 10**7), "num_bins": (1, 50), "clip": (0, 1000), "alpha": (0, 1),
+        "gamma": (0, 1), "epsilon0": (0, 1), "penalty_before_step": (0, 10**6), "solve_threshold": (0, 1e6),
+        "solve_window": (1, 10**5), "eval_episodes": (0, 10**5)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
 
     env_id: str = "CartPole-v0"
     """gymnasium environment: CartPole-v0 (200 steps, as in the course) or CartPole-v1 (500 steps)."""

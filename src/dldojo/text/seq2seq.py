@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from types import SimpleNamespace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,15 @@ Attention = Literal["none", "additive", "dot"]
 
 @dataclasses.dataclass
 class Seq2SeqConfig:
+    RANGES: ClassVar[dict] = {
+        "min_freq": (0, 10**6), "max_train": (0, 10**8), "max_eval": (0, 10**8), "embed_dim": (1, 4096),
+        "hidden_size": (1, 4096), "num_layers": (1, 16), "dropout": (0, 0.99), "epochs": (0, 10**4),
+        "max_tokens": (1, 10**6), "warmup_steps": (0, 10**7), "final_lr_ratio": (0, 10),
+        "weight_decay": (0, 10), "grad_clip": (0, 1e6), "label_smoothing": (0, 0.99), "teacher_forcing": (0, 1),
+        "average_last": (1, 100), "beam_width": (1, 100), "length_penalty": (0, 10), "eval_batch_size": (1, 10**5),
+        "heatmaps": (0, 100)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     direction: Literal["en-ja", "ja-en"] = "en-ja"
     """Translation direction; en-ja is the reference direction."""
     min_freq: int = 2

@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,15 @@ from dldojo.text import decoding
 
 @dataclasses.dataclass
 class TransformerConfig:
+    RANGES: ClassVar[dict] = {
+        "min_freq": (0, 10**6), "max_train": (0, 10**8), "d_model": (1, 4096), "num_heads": (1, 64),
+        "encoder_layers": (0, 48), "decoder_layers": (1, 48), "d_ff": (1, 16384), "dropout": (0, 0.99),
+        "attention_dropout": (0, 0.99), "activation_dropout": (0, 0.99), "label_smoothing": (0, 0.99),
+        "max_tokens": (1, 10**6), "epochs": (0, 10**4), "warmup_steps": (0, 10**7),
+        "weight_decay": (0, 10), "grad_clip": (0, 1e6), "average_last": (1, 100), "beam_width": (1, 100),
+        "length_penalty": (0, 10), "eval_batch_size": (1, 10**5)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     direction: Literal["en-ja", "ja-en"] = "en-ja"
     """Translation direction (en-ja is the reference direction)."""
     min_freq: int = 2

@@ -43,7 +43,7 @@ import copy
 import dataclasses
 import math
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,15 @@ from dldojo.vision.augment import alternating_flip_mask, augment_batch
 
 @dataclasses.dataclass
 class ClassifyConfig:
+    RANGES: ClassVar[dict] = {
+        "epochs": (0, 1000), "batch_size": (1, 65536), "momentum": (0, 1),
+        "muon_momentum": (0, 1), "muon_ns_steps": (0, 100), "weight_decay": (0, 10), "bn_lr_scale": (0, 10**4),
+        "label_smoothing": (0, 1), "lr_peak_at": (0, 1),
+        "lookahead_start_epoch": (0, 1000), "whiten_eps": (0, 1), "whiten_bias_epochs": (0, 1000), "translate": (0, 64),
+        "tta": (0, 2), "train_subset": (0, 10**7), "test_subset": (0, 10**7), "eval_every": (0, 10**4),
+        "time_budget_minutes": (0, 10**5)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     arch: str = "airbench94"
     """Architecture (see `dldojo archs`): airbench94, airbench93, plain_cnn, resnet20, wrn16_4, ..."""
     epochs: float = 9.9

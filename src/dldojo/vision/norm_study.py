@@ -94,7 +94,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +125,14 @@ DROPOUT_LABELS = {"bn_no_drop": "BN, no dropout", "bn_drop_in_block": "BN + drop
 
 @dataclasses.dataclass
 class NormStudyConfig:
+    RANGES: ClassVar[dict] = {
+        "batch_sizes": (1, 4096), "train_images": (1, 50000), "val_images": (0, 50000), "test_images": (1, 10000),
+        "epochs": (0, 1000), "seeds": (1, 100), "widths": (1, 1024), "groups": (1, 1024),
+        "ref_batch": (1, 4096), "tune_batch_size": (1, 4096), "momentum": (0, 1),
+        "weight_decay": (0, 10), "warmup": (0, 1), "translate": (0, 16), "dropout": (0, 0.99),
+        "dropout_batch_size": (1, 4096), "gap_batch_size": (1, 4096), "eval_batch_size": (1, 65536)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     norms: tuple[str, ...] = NORMS
     """Normalisers to compare: batch, layer (GroupNorm(1, C)), instance, group, none."""
     batch_sizes: tuple[int, ...] = (2, 8, 32, 128)

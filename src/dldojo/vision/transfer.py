@@ -56,7 +56,7 @@ import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +94,14 @@ def triangle(step: int, total: int) -> float:
 
 @dataclasses.dataclass
 class TransferConfig:
+    RANGES: ClassVar[dict] = {
+        "image_size": (8, 1024), "test_size": (0, 10**6), "epochs": (0, 1000), "batch_size": (1, 4096),
+        "backbone_lr_scale": (0, 10), "freeze_fraction": (0, 1), "stage2_lr_scale": (0, 10), "momentum": (0, 1),
+        "weight_decay": (0, 10), "label_smoothing": (0, 0.99), "crop_scale": (0, 1), "cutmix": (0, 100),
+        "mixup": (0, 100), "tta": (0, 2), "time_budget_minutes": (0, 10**5), "train_subset": (0, 10**7),
+        "test_subset": (0, 10**7), "eval_every": (0, 10**4)}
+    """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
+
     source_run: str = "auto"
     """Source model: a run directory of a CIFAR classifier (pretrain-cifar10, cifar10-<arch>), or auto =
     a finished pretrain-cifar10 run of source_preset with this run's seed under the runs folder, pre-trained
