@@ -210,3 +210,15 @@ def test_a_failed_allocation_is_a_one_line_error(monkeypatch, capsys):
     assert cli.main(["list"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: out of memory") and "Traceback" not in err
+
+
+def test_an_unexpected_file_error_is_a_one_line_error(monkeypatch, capsys):
+    import dldojo.cli as cli
+
+    def missing(args):
+        open("/nonexistent-dldojo/data_batch_1", "rb")
+
+    monkeypatch.setattr(cli, "cmd_list", missing)
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No such file or directory: /nonexistent-dldojo/data_batch_1;") and "Traceback" not in err

@@ -230,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file the code expected to read or write (a hand-made data folder, a full disk)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; check that path (does it exist, can this user read and write "
+              f"it, is the disk full?)", file=sys.stderr)
+        return 2
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
         if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
             raise

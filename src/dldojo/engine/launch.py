@@ -278,6 +278,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
             else:
                 row["state"] = "checkpointed" if (run_dir / "checkpoints" / "last.pt").exists() else "incomplete"
         except (DojoError, KeyError, TypeError, AttributeError) as exc:
-            row["state"] = f"broken ({str(exc).splitlines()[0][:80]})"
+            reason = str(exc).splitlines()[0].replace(f"{run_dir}{os.sep}", "")  # the run is in the first column
+            row["state"] = f"broken ({reason[:80]})"
         rows.append(row)
     return rows
