@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from dldojo.engine.console import format_table
+from dldojo.engine.console import SafeStream, format_table, terminal_width
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
 
 
@@ -39,26 +39,42 @@ def cmd_list(args) -> int:
         target = f"{'<=' if exp.direction == 'min' else '>='} {exp.target:g}" if exp.target is not None else ""
         where = ",".join(exp.datasets) or exp.environment
         rows.append([exp.name, exp.topic, where, f"{exp.metric} ({exp.direction})", target, refs])
-    print(format_table(rows, ["name", "topic", "dataset", "metric", "target", "references"]))
+    print(format_table(rows, ["name", "topic", "dataset", "metric", "target", "references"],
+                       max_width=_table_width(args), shrink=(1, 5, 2, 3)))
     return 0
+
+
+def _table_width(args) -> int | None:
+    """The width a table must fit: the terminal's, or no limit with --wide (and when stdout is not a terminal)."""
+    return None if getattr(args, "wide", False) else terminal_width()
 
 
 def cmd_show(args) -> int:
     from dldojo.engine import registry
     from dldojo.engine.config import describe_fields
+    from dldojo.engine.lang import better, metric_name, text
 
-    exp = registry.get(args.name)
-    print(f"{exp.name}: {exp.topic}\nsource: {exp.paper}\n"
-          f"{'datasets: ' + ', '.join(exp.datasets) if exp.datasets else 'environment: ' + exp.environment}")
-    print(f"metric: {exp.metric} ({'lower' if exp.direction == 'min' else 'higher'} is better)"
-          + (f", target {exp.target:g} with --preset full" if exp.target is not None else ""))
+    exp, lang = registry.get(args.name), args.lang
+
+    def named(metric: str) -> str:  # テスト精度 (test_accuracy) in Japanese, the identifier in English
+        label = metric_name(metric, lang)
+        return metric if label == metric else f"{label} ({metric})"
+
+    print(f"{exp.name}: {exp.topic}\n{text('source:', lang)} {exp.paper}\n"
+          + (f"{text('datasets:', lang)} {', '.join(exp.datasets)}" if exp.datasets
+             else f"{text('environment:', lang)} {exp.environment}"))
+    print(f"{text('metric:', lang)} {named(exp.metric)} ({better(exp.direction, lang)})"
+          + (f", {text('target', lang)} {exp.target:g} {text('with --preset full', lang)}" if exp.target is not None
+             else ""))
     for ref in exp.references:
-        print(f"reference: {ref.metric or exp.metric} = {ref.value:g} — {ref.source} {ref.note}")
-    print("\nconfig keys (--set key=value):")
+        print(f"{text('reference:', lang)} {named(ref.metric or exp.metric)} = {ref.value:g} — {ref.source} {ref.note}")
+    if lang == "ja" and exp.family:
+        print(f"{text('Japanese guide:', lang)} docs/ja/{exp.family}.md")
+    print(f"\n{text('config keys (--set key=value):', lang)}")
     print(describe_fields(exp.config_cls))
-    print("\npresets:")
+    print(f"\n{text('presets:', lang)}")
     for name, overrides in exp.presets.items():
-        print(f"  {name}: {', '.join(f'{k}={v}' for k, v in overrides.items()) or '(defaults)'}")
+        print(f"  {name}: {', '.join(f'{k}={v}' for k, v in overrides.items()) or text('(defaults)', lang)}")
     return 0
 
 
@@ -88,7 +104,8 @@ def cmd_run(args) -> int:
             met = value <= target if summary["direction"] == "min" else value >= target
             print(f"  target {primary} {'<=' if summary['direction'] == 'min' else '>='} {target:g} "
                   f"(full preset): {'met' if met else 'missed'}")
-        print(f"  wall {summary['timings']['wall_seconds']:.1f} s, {summary['facts']['threads']} threads; "
+        threads = summary["facts"]["threads"]
+        print(f"  wall {summary['timings']['wall_seconds']:.1f} s, {threads} thread{'' if threads == 1 else 's'}; "
               f"report: {summary['run_dir']}/report.html")
     return 0
 
@@ -96,24 +113,59 @@ def cmd_run(args) -> int:
 def cmd_runs(args) -> int:
     from dldojo.engine.launch import list_runs, runs_root
 
+    root, name, only = _runs_selection(args)
     rows = []
-    for r in list_runs(runs_root(args.out)):
-        if args.name and r["experiment"] != args.name:
+    for r in list_runs(root):
+        if (name and r["experiment"] != name) or (only and Path(r["run_dir"]) != only):
             continue
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in r["metrics"].items())
         wall = f"{r['wall_seconds']:.1f}s" if r["wall_seconds"] is not None else ""
+        if args.wide:
+            shown = r["metrics"]
+        else:  # the experiment's primary metric (`dldojo show` says which); --wide shows every one
+            primary = r.get("primary_metric")
+            shown = {primary: r["primary_value"]} if primary and r.get("primary_value") is not None else {}
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
         rows.append([r["run_dir"], r["experiment"], r["preset"], str(r["seed"]), r["state"], wall, metrics])
     if not rows:
-        print(f"no runs under {runs_root(args.out)}")
+        what = f" of {name}" if name else ""
+        print(f"no runs{what} under {root}")
         return 0
-    print(format_table(rows, ["run_dir", "experiment", "preset", "seed", "state", "wall", "metrics"]))
+    print(format_table(rows, ["run_dir", "experiment", "preset", "seed", "state", "wall",
+                              "metrics" if args.wide else "metric"], max_width=_table_width(args),
+                       shrink=(0, 4, 6, 1)))
     return 0
+
+
+def _runs_selection(args) -> tuple[Path, str | None, Path | None]:
+    """(runs root, experiment name or None, one run directory or None) for `dldojo runs [NAME | PATH]`.
+
+    An existing folder is read as a path: a runs root, one experiment's folder inside it, or a single run."""
+    from dldojo.engine import registry
+    from dldojo.engine.launch import runs_root
+
+    root = runs_root(args.out)
+    if not args.name:
+        return root, None, None
+    path = Path(args.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():  # a run directory
+            return path.parent.parent, None, path
+        if any(path.glob("*/config.json")):  # an experiment's folder: runs/<experiment>
+            return path.parent, path.name, None
+        return path, None, None
+    if args.name in registry.load_all() or (root / args.name).is_dir():
+        return root, args.name, None
+    if os.sep in args.name or args.name.startswith("."):
+        raise DojoError(f"{args.name} does not exist; give a runs folder (`dldojo runs PATH`) or an experiment "
+                        f"name (`dldojo list`).")
+    registry.get(args.name)  # raises the did-you-mean error naming the known experiments
+    return root, args.name, None
 
 
 def cmd_report(args) -> int:
     from dldojo.engine.report import build_report
 
-    print(build_report(Path(args.run_dir)))
+    print(build_report(Path(args.run_dir), lang=args.lang))
     return 0
 
 
@@ -154,10 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="table of experiments with topic, dataset, metric and references")
     p.add_argument("--family", help="only this family (e.g. recsys)")
+    p.add_argument("--wide", action="store_true", help="do not shorten cells to fit the terminal")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="an experiment's config keys, presets and references")
     p.add_argument("name")
+    p.add_argument("--lang", choices=["en", "ja"], default="en", help="language of the headings and metric names "
+                   "(default: en; ja: Japanese, config docs stay English)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -187,12 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="past runs with their state and metrics")
-    p.add_argument("name", nargs="?", help="only runs of this experiment")
+    p.add_argument("name", nargs="?", metavar="NAME|PATH",
+                   help="only runs of this experiment, or the runs under this folder (a runs root, an experiment's "
+                        "folder, or one run directory)")
     p.add_argument("--out", help="runs root (default: $DLDOJO_RUNS or ./runs)")
+    p.add_argument("--wide", action="store_true",
+                   help="every metric of each run, and cells not shortened to fit the terminal")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("report", help="(re)build RUN_DIR/report.html: curves, metrics vs references, pictures")
     p.add_argument("run_dir")
+    p.add_argument("--lang", choices=["en", "ja"], default="en",
+                   help="language of the report's headings, metric names and comparison (default: en)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("data", help="datasets: list | verify NAME | where NAME",
@@ -212,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that goes away (`dldojo list | head`, a closed `tee`) silences the output
+    instead of failing the command: a training run goes on and saves its checkpoint."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

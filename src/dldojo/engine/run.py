@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+from tqdm import autonotebook, std
+from tqdm.auto import tqdm
 
-from dldojo.engine import checkpoint as ckpt
+from dldojo.engine import checkpoint as ckpt, plotting
+from dldojo.engine.console import StatusLines
 from dldojo.engine.errors import DojoError, NonFiniteLoss, RunInterrupted
 from dldojo.engine.files import read_json, read_jsonl, write_json
 from dldojo.engine.state import Streams, derive_seed, load_into, snapshot
@@ -125,6 +127,28 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "commit": commit}
 
 
+LOG_INTERVAL_SECONDS = 20.0
+"""Seconds between two progress lines where stderr is not a terminal (a log file, `2>&1 | tee`)."""
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Bar(tqdm):
+    """`tqdm.auto.tqdm` whose postfix (loss, metric) waits for the next scheduled redraw: experiments set it
+    every step, and tqdm would otherwise redraw on every call, whatever `mininterval` says."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
+
+
 class RunContext:
     """Handed to `experiment.run(ctx, cfg)`. What a loop uses:
 
@@ -171,6 +195,7 @@ class RunContext:
         self._kill_at = int(os.environ.get(KILL_ENV, "-1"))
         self._bars: list[tqdm] = []
         seed_everything(seed + self.rank)
+        plotting.use_bundled_font()  # before the experiment creates figures: Japanese glyphs need a font
 
     # ----- random streams -----
     def rng(self, name: str, kind: str = "numpy") -> Any:
@@ -228,11 +253,16 @@ class RunContext:
         return {k: [r.get(k) for r in records] for k in ("step", "wall", *keys)}
 
     def progress(self, total: int, desc: str = "train", initial: int = 0, unit: str = "step") -> tqdm:
-        """A tqdm bar on stderr (rate, ETA); set its postfix with loss / metric."""
-        interactive = sys.stderr.isatty()
-        bar = tqdm(total=total, initial=initial, desc=f"{self.experiment} {desc}", unit=unit, dynamic_ncols=True,
-                   disable=self.quiet or not self.is_main, mininterval=0.2 if interactive else 10.0,
-                   leave=interactive, file=sys.stderr)
+        """A progress bar (rate, ETA); set its postfix with loss / metric. `tqdm.auto`: a widget in a notebook,
+        a redrawn line on a terminal, and where stderr is a file or a pipe one plain line per
+        `LOG_INTERVAL_SECONDS` (and the last state when the bar closes), never carriage-return redraws."""
+        notebook = autonotebook.tqdm is not std.tqdm  # tqdm.auto chose the notebook widget
+        interactive = notebook or _isatty(sys.stderr)
+        bar = _Bar(total=total, initial=initial, desc=f"{self.experiment} {desc}", unit=unit,
+                   dynamic_ncols=interactive, disable=self.quiet or not self.is_main,
+                   mininterval=0.2 if interactive else LOG_INTERVAL_SECONDS,
+                   maxinterval=max(10.0, LOG_INTERVAL_SECONDS), leave=True,
+                   file=sys.stderr if interactive else StatusLines(sys.stderr))
         self._bars.append(bar)
         return bar
 
