@@ -128,9 +128,9 @@ class NormStudyConfig:
     RANGES: ClassVar[dict] = {
         "batch_sizes": (1, 4096), "train_images": (1, 50000), "val_images": (0, 50000), "test_images": (1, 10000),
         "epochs": (0, 1000), "seeds": (1, 100), "widths": (1, 1024), "groups": (1, 1024),
-        "ref_batch": (1, 4096), "tune_batch_size": (1, 4096), "momentum": (0, 1),
+        "ref_batch": (1, 4096), "tune_batch_size": (0, 4096), "momentum": (0, 1),
         "weight_decay": (0, 10), "warmup": (0, 1), "translate": (0, 16), "dropout": (0, 0.99),
-        "dropout_batch_size": (1, 4096), "gap_batch_size": (1, 4096), "eval_batch_size": (1, 65536)}
+        "dropout_batch_size": (0, 4096), "gap_batch_size": (1, 4096), "eval_batch_size": (1, 65536)}
     """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
 
     norms: tuple[str, ...] = NORMS
