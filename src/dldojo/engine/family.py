@@ -8,10 +8,14 @@ A family is a sub-package of `dldojo` (or of any installed distribution, through
         experiments=("dldojo.speech.ctc",),          # modules that call `register(Experiment(...))`
         datasets=("dldojo.speech.datasets",),        # modules that call `register_dataset(...)`
         commands="dldojo.speech.cli",                # module with `add_commands(subparsers)`
+        actions={"transcribe": "dldojo.speech.actions:transcribe"},  # what a finished run can do in Python
     )
 
 The engine, the data store and the top-level CLI find families by package discovery and name none of
 them; modules are given as strings so that discovery imports nothing heavy.
+
+An action is the Python form of a family command: `function(run, *args, **kwargs)` with `run` the finished
+run's `engine.reload.LoadedRun`; `dldojo.load(run_dir).transcribe("a.wav")` calls it (`dldojo.api.Result`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import functools
 import importlib
 import importlib.metadata
 import pkgutil
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dldojo.engine.errors import DojoError
 
@@ -37,6 +43,9 @@ class Family:
     """Modules that register the datasets this family brings."""
     commands: str = ""
     """Module defining `add_commands(subparsers)` for the family's own commands ('' = none)."""
+    actions: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    """What a finished run of this family can do from Python: action name -> "module:function", called as
+    `function(loaded_run, *args, **kwargs)` (e.g. the function behind the family's command)."""
 
 
 @functools.cache
@@ -75,3 +84,12 @@ def family_of_module(module: str) -> str:
         if module in family.experiments or module.startswith(f"dldojo.{family.name}."):
             return family.name
     return ""
+
+
+def action(spec: str) -> Callable[..., Any]:
+    """The function an action declaration "module:function" names (importing its module now)."""
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise DojoError(f"the action {spec!r} cannot be loaded ({exc}); the family declaring it is broken.") from None

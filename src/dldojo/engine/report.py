@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dldojo.engine.display import fmt as _fmt, image_html as _image, table_html  # noqa: E402
 from dldojo.engine.errors import DojoError  # noqa: E402
 from dldojo.engine.files import read_json, read_jsonl, write_text_atomic  # noqa: E402
 from dldojo.engine.lang import check_lang, comparison_sentence, metric_name, section_title, text  # noqa: E402
@@ -68,43 +68,8 @@ def curves_png(records: list[dict], lang: str = "en") -> str | None:
     return _png(fig)
 
 
-def _header(name: str) -> str:
-    """A column name that may wrap after its underscores (long snake_case headers made tables overflow)."""
-    return html.escape(name).replace("_", "_<wbr>")
-
-
 def _table(rows: list[dict], lang: str = "en") -> str:
-    if not rows:
-        return f"<p>{text('(empty)', lang)}</p>"
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    head = "".join(f"<th>{_header(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(_cell(r.get(c)) for c in cols) + "</tr>" for r in rows)
-    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
-
-
-def _cell(v) -> str:
-    numeric = isinstance(v, int | float) and not isinstance(v, bool)
-    return f"<td class='num'>{html.escape(_fmt(v))}</td>" if numeric else f"<td>{html.escape(_fmt(v))}</td>"
-
-
-def _fmt(v) -> str:
-    """Whole numbers without decimals (600, not 600.0000); others with 4 decimals, or 4 significant digits when large
-    or tiny."""
-    if isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
-            return str(v)
-        if v.is_integer() and abs(v) < 1e15:
-            return str(int(v))
-        return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else f"{v:.4g}"
-    if isinstance(v, dict | list):
-        return json.dumps(v, ensure_ascii=False)
-    return "" if v is None else str(v)
-
-
-def _image(path: Path) -> str:
-    mime = {".png": "image/png", ".gif": "image/gif"}[path.suffix]
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f"<img src='data:{mime};base64,{data}' alt='{html.escape(path.stem)}'>"
+    return table_html(rows, empty=text("(empty)", lang))
 
 
 def _named_rows(items: dict, label: str, lang: str) -> list[dict]:

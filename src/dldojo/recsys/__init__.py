@@ -7,4 +7,5 @@ FAMILY = Family(
     experiments=("dldojo.recsys.collab", "dldojo.recsys.mf_sgd", "dldojo.recsys.autorec"),
     datasets=("dldojo.data.movielens",),
     commands="dldojo.recsys.cli",
+    actions={"recommend": "dldojo.recsys.actions:recommend"},
 )

@@ -126,11 +126,15 @@ def top_n(predict: Predict, data: movielens.MovieLens, user: int, n: int = 10, m
 
 def recommend(run_dir: Path, user_id: int, n: int = 10, min_ratings: int = 10) -> list[tuple[str, float]]:
     """Top-`n` unseen movies for 1-based `user_id` from a finished recsys run."""
-    run = load_run(run_dir, family="recsys")
+    return recommend_for(load_run(run_dir, family="recsys"), user_id, n, min_ratings)
+
+
+def recommend_for(run: LoadedRun, user_id: int, n: int = 10, min_ratings: int = 10) -> list[tuple[str, float]]:
+    """Top-`n` unseen movies for 1-based `user_id` from a loaded recsys run."""
     data = movielens.load()
     if shape(run) != (data.n_users, data.n_items):
         n_users, n_items = shape(run)
-        raise DojoError(f"{run_dir} was trained on ratings of {n_users} users and {n_items} movies, but the "
+        raise DojoError(f"{run.run_dir} was trained on ratings of {n_users} users and {n_items} movies, but the "
                         f"ml-100k found now has {data.n_users} and {data.n_items}; point DLDOJO_DATA at the "
                         f"data it was trained on.")
     return top_n(predictor(run.model), data, user_id - 1, n, min_ratings)

@@ -7,4 +7,6 @@ FAMILY = Family(
     experiments=("dldojo.rl.q_table", "dldojo.rl.dqn", "dldojo.rl.policy_gradient", "dldojo.rl.a3c", "dldojo.rl.alphazero"),
     datasets=(),
     commands="dldojo.rl.cli",
+    actions={"play": "dldojo.rl.actions:play", "episode": "dldojo.rl.actions:episode",
+             "evaluate": "dldojo.rl.actions:evaluate"},
 )

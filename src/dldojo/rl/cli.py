@@ -14,13 +14,26 @@ from pathlib import Path
 
 def load_agent(run_dir: Path, simulations: int | None = None):
     """(game, player, cfg) for a finished alphazero-* run: its best network with PUCT search at temperature 0."""
-    from dldojo.engine.errors import DojoError
     from dldojo.engine.reload import load_run
     from dldojo.rl import alphazero
 
-    if simulations is not None and simulations < 1:
+    check_simulations(simulations)
+    return agent_of(load_run(run_dir, experiments=tuple(alphazero.GAME_OF)), simulations)
+
+
+def check_simulations(simulations: int | None) -> None:
+    from dldojo.engine.errors import DojoError
+
+    if simulations is not None and (isinstance(simulations, bool) or not isinstance(simulations, int)
+                                    or simulations < 1):
         raise DojoError(f"--simulations must be >= 1, got {simulations}")
-    run = load_run(run_dir, experiments=tuple(alphazero.GAME_OF))
+
+
+def agent_of(run, simulations: int | None = None):
+    """(game, player, cfg) for a loaded alphazero-* run (`engine.reload.LoadedRun`)."""
+    from dldojo.rl import alphazero
+
+    check_simulations(simulations)
     game = alphazero.GAME_OF[run.experiment.name]()
     cfg = dataclasses.replace(run.config, eval_simulations=simulations or run.config.eval_simulations)
     return game, alphazero.make_player(game, run.model, cfg), cfg

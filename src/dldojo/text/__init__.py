@@ -7,4 +7,5 @@ FAMILY = Family(
     experiments=("dldojo.text.seq2seq", "dldojo.text.transformer"),
     datasets=("dldojo.data.enja",),
     commands="dldojo.text.cli",
+    actions={"translate": "dldojo.text.actions:translate"},
 )

@@ -65,9 +65,14 @@ class Translator:
 def load_translator(run_dir: Path) -> Translator:
     """The model of a finished seq2seq-gru / seq2seq-attn / transformer run, ready to translate."""
     from dldojo.engine.reload import load_run
+
+    return translator_of(load_run(run_dir, family="text"))
+
+
+def translator_of(run) -> Translator:
+    """The translator of a loaded text-family run (`engine.reload.LoadedRun`)."""
     from dldojo.text.decoding import load_vocabs
 
-    run = load_run(run_dir, family="text")
     src_vocab, tgt_vocab, direction = load_vocabs(run)
     return Translator(run.model, src_vocab, tgt_vocab, direction, beam_width=run.config.beam_width,
                       length_penalty=run.config.length_penalty)

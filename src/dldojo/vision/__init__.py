@@ -11,4 +11,5 @@ FAMILY = Family(
     experiments=("dldojo.vision.classify", "dldojo.vision.transfer", "dldojo.vision.norm_study"),
     datasets=("dldojo.data.images",),
     commands="dldojo.vision.cli",
+    actions={"explain": "dldojo.vision.actions:explain"},
 )
