@@ -55,7 +55,7 @@ def test_fixture_manifest_naming_outside_files_is_refused(tmp_path, monkeypatch,
 
 def test_fixtures_are_derived_from_the_registered_datasets(tmp_path):
     writers = fixtures.FIXTURES
-    assert {"ml-100k", "small_parallel_enja", "mnist", "fashion-mnist", "cifar10", "flowers"} <= set(writers)
+    assert {"ml-100k", "small_parallel_enja", "mnist", "fashion-mnist", "cifar10", "flowers", "tf_flowers"} <= set(writers)
     assert all(store.get_dataset(name).fixture is writer for name, writer in writers.items())
     assert fixtures.make_all(tmp_path, ["ml-100k"]) == tmp_path
     assert (tmp_path / "ml-100k" / store.FIXTURE_MANIFEST).exists()

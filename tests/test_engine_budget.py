@@ -74,8 +74,9 @@ def test_a_budgeted_run_trains_what_fits_and_a_resumed_run_keeps_that_choice(syn
 
 def test_transfer_budget_counts_its_evaluations(synthetic_data, monkeypatch):
     monkeypatch.setattr(budget, "seconds_per_call", lambda fn, calls=3, warmup=1: 0.25)
-    # 64 flowers in batches of 16 = 4 steps (1 s) an epoch, a 0.25 s evaluation after each one, and
-    # 7 predictions at the end (6 TTA views + the plain one): 0.95 · (12 s − loading − 1.75 s − 5 s) / 1.25 s.
+    # 65 flowers in batches of 16 = 4 steps (1 s) an epoch, a validation pass after each one (10 images: half
+    # the 0.25 s of a 20-image test pass), and 7 predictions (6 TTA views + the plain one) of test and validation
+    # at the end, 7 · 1.5 · 0.25 s, plus 4 timed steps: 0.95 · (12 s − loading − 3.6 s − 5 s) / 1.125 s ≈ 2.8.
     # Without the evaluations it would be 0.95 · (12 − 5) / 1 = 6.6.
     summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, report=False,
                              sets=["epochs=20", "tta=2", "time_budget_minutes=0.2", "variants=scratch,finetune",

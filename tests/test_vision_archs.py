@@ -116,6 +116,7 @@ EXPECTED_PARAMS = {
     "mobilenet_v2": 2_236_682,
     "densenet_bc_100_12": 769_162,
     "efficientnet_b0": 4_020_358,
+    "efficientnet_lite0": 3_383_818,
     "airbench94": 1_972_792,
     "airbench93": 569_656,
 }
@@ -143,6 +144,7 @@ PUBLISHED_PARAMS_M = [
     # Sandler et al. 2018 print 3.4M; the reference implementations (TF-slim, torchvision) have 3.5M.
     ("mobilenet_v2", 1000, "imagenet", 3.5, "torchvision model card"),
     ("efficientnet_b0", 1000, "imagenet", 5.3, "Tan & Le 2019, Table 2"),
+    ("efficientnet_lite0", 1000, "imagenet", 4.7, "TensorFlow efficientnet/lite README (Lite0: 4.7M)"),
 ]
 
 

@@ -41,6 +41,7 @@ EXPECTED_LAYERS = {
     "airbench93": "groups.2", "airbench94": "groups.2", "plain_cnn": "features.4", "resnet20": "stages.2",
     "resnet56": "stages.2", "resnet18": "stages.3", "preact_resnet164": "final_norm", "wrn16_4": "final_norm",
     "mobilenet_v1": "features.13", "mobilenet_v2": "features.18", "efficientnet_b0": "features.17",
+    "efficientnet_lite0": "features.17",
     "densenet_bc_100_12": "features",
 }
 
@@ -271,9 +272,9 @@ def test_explain_command_writes_overlays(smoke_run, tmp_path, capsys):
         with Image.open(tmp_path / name) as png:
             assert png.format == "PNG" and png.width > 300
         assert f"wrote {tmp_path / name}" in out
-    assert "top-3 predicted classes" in out and "target class: deer (index 4)" in out
+    assert "top-5 predicted classes" in out and "target class: deer (index 4)" in out
     assert "Grad-CAM layer groups.2" in out
-    assert len([line for line in out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.")]) == 3
+    assert len([line for line in out.splitlines() if line.strip()[:2] in ("1.", "2.", "3.", "4.", "5.")]) == 5
 
     code = main(["explain", str(run_dir), "--image", str(image), "--method", "gradcam", "--out", str(tmp_path / "one")])
     assert code == 0 and len(list((tmp_path / "one").glob("*-gradcam.png"))) == 1

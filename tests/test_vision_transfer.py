@@ -1,6 +1,7 @@
 """Transfer learning: frozen backbones stay frozen (weights and BatchNorm statistics), the LP-FT switch,
-the torchvision ImageNet-weights loader, the source as a sub-run or a given run, smoke runs and a small
-real-data check."""
+the torchvision ImageNet-weights loader, the sources (EfficientNet-Lite0, torchvision through torch's hub cache,
+the CIFAR-10 source as a sub-run or a given run), the validation split that chooses the best variant, smoke
+runs and a small real-data check."""
 
 from __future__ import annotations
 
@@ -212,14 +213,15 @@ def test_smoke_run_with_imagenet_weights_uses_them_as_the_backbone(synthetic_dat
 
 
 def test_smoke_run_pretrains_a_source_once_and_then_reuses_it(synthetic_data):
-    first = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1)
+    first = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, sets=["source=cifar10"])
     runs_root = Path(first["run_dir"]).parents[1]
     sources = list(runs_root.glob("pretrain-cifar10/*/classifier.json"))
     assert len(sources) == 1
     metrics = first["metrics"]
     for name in transfer.VARIANTS:
         assert 0 <= metrics[f"test_{name}_accuracy"] <= 1 and first["timings"][f"{name}_train_images_per_second"] > 0
-    assert metrics["test_accuracy"] == max(metrics[f"test_{n}_accuracy"] for n in transfer.VARIANTS)
+    best = max(transfer.VARIANTS, key=lambda n: metrics[f"val_{n}_accuracy"])  # chosen on validation, not test
+    assert metrics["test_accuracy"] == metrics[f"test_{best}_accuracy"]
     assert 0 <= metrics["test_ensemble_accuracy"] <= 1
     assert first["facts"]["subruns"]["pretrain-cifar10"] == str(sources[0].parent)
     assert first["timings"]["source_wall_seconds"] > 0 and 0 <= first["facts"]["source_test_accuracy"] <= 1
@@ -231,13 +233,14 @@ def test_smoke_run_pretrains_a_source_once_and_then_reuses_it(synthetic_data):
     for key, value in frozen_body.items():
         torch.testing.assert_close(value, source_weights[key], rtol=0, atol=0, msg=key)
 
-    second = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False)
+    second = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False,
+                            sets=["source=cifar10"])
     assert len(list(runs_root.glob("pretrain-cifar10/*/classifier.json"))) == 1  # found, not trained again
     table = json.loads((Path(second["run_dir"]) / "tables" / "source.json").read_text())["rows"]
     assert {"key": "path", "value": str(sources[0].parent)} in table
     # the best variant is saved as a plain classifier of the source architecture
     model, meta = common.load_classifier(second["run_dir"])
-    assert meta["num_classes"] == 5 and meta["dataset"] == "flowers"
+    assert meta["num_classes"] == 5 and meta["dataset"] == "tf_flowers"
 
 
 def test_a_given_source_run_is_loaded_and_a_wrong_one_is_a_clear_error(synthetic_data, tmp_path):
@@ -275,7 +278,8 @@ def test_real_flowers_a_cifar_source_beats_chance_after_a_few_epochs(real_data):
                                   "batch_size=250", "lr=0.4"])
     assert source["metrics"]["test_accuracy"] > 0.35, source["metrics"]
     summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, report=False,
-                             sets=[f"source_run={source['run_dir']}", "image_size=32", "train_subset=1200",
+                             sets=[f"source_run={source['run_dir']}", "dataset=flowers5", "input_size=32",
+                                   "train_subset=1200",
                                    "test_subset=400", "epochs=4", "batch_size=32", "variants=scratch,finetune",
                                    "lr=0.05"])
     metrics = summary["metrics"]
@@ -306,3 +310,66 @@ def test_a_run_whose_only_variant_has_a_multi_layer_head_saves_no_classifier(syn
     with pytest.raises(DojoError, match="holds no trained image classifier"):
         common.load_classifier(summary["run_dir"])
     assert any(k.startswith("nets.frozen.head.") for k in load_weights(summary["run_dir"], "variants"))
+
+
+# ---------------------------------------------------------------------------- the sources and the split
+
+
+def test_default_source_is_efficientnet_lite0_with_its_imagenet_weights(synthetic_data):
+    from dldojo.vision import lite
+
+    summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False,
+                             sets=["variants=frozen,finetune", "multi_layer_head="])
+    checkpoint = lite.load_checkpoint()
+    mapping = lite.checkpoint_key_map(lite.EfficientNetLite())
+    variants = load_weights(summary["run_dir"], "variants")
+    for ours, theirs in mapping.items():
+        if not ours.startswith("classifier."):  # the frozen body is the checkpoint, tensor for tensor
+            torch.testing.assert_close(variants[f"nets.frozen.body.{ours}"], checkpoint[theirs], rtol=0, atol=0)
+    facts = summary["facts"]
+    assert facts["dataset"] == "tf_flowers" and "EfficientNet-Lite0" in facts["source"]
+    assert (facts["train_images"], facts["val_images"], facts["test_images"]) == (30, 10, 20)  # head(32): 6 a class
+    # the best variant is chosen on the validation set; the test set only measures it
+    metrics = summary["metrics"]
+    best = max(("frozen", "finetune"), key=lambda name: metrics[f"val_{name}_accuracy"])
+    assert metrics["test_accuracy"] == metrics[f"test_{best}_accuracy"]
+    model, meta = common.load_classifier(summary["run_dir"])  # saved as the source architecture, 5 classes
+    assert meta["arch"] == "efficientnet_lite0" and meta["arch_kwargs"] == {"stem": "imagenet"}
+    assert meta["mean"] == pytest.approx([127 / 255] * 3) and meta["image_size"] == 32
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_validation_is_carved_from_the_training_part_stratified_and_fixed(synthetic_data):
+    cfg = transfer.TransferConfig(val_fraction=0.2)
+    data = transfer.load_flowers(cfg, small_source())
+    assert (len(data.train), len(data.val), len(data.test)) == (70, 15, 35)  # 24 per class: 7 test, 3 val, 14
+    assert torch.bincount(data.y_val).tolist() == [3] * 5 and data.x_val.shape[-1] == cfg.input_size
+    again = transfer.load_flowers(cfg, small_source())
+    assert torch.equal(again.x_val, data.x_val) and torch.equal(again.x_train, data.x_train)
+    old = transfer.load_flowers(transfer.TransferConfig(dataset="flowers5", input_size=32), small_source())
+    assert (len(old.train), len(old.val), len(old.test)) == (60, 5, 15) and old.x_train.shape[-1] == 128
+    with pytest.raises(DojoError, match="val_fraction must be in"):
+        transfer.TransferConfig(val_fraction=0).validate()
+
+
+def test_torchvision_source_comes_from_torch_hub_cache_and_offline_is_a_one_line_error(synthetic_data, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    sets = ["source=torchvision:resnet18", "variants=frozen,finetune"]
+    with pytest.raises(DojoError) as err:
+        run_experiment("transfer-flowers", preset="smoke", quiet=True, report=False, sets=sets)
+    message = str(err.value)
+    assert "\n" not in message and "resnet18-f37072fd.pth" in message
+    assert f"into {tmp_path / 'torch' / 'hub' / 'checkpoints'}/" in message
+    # the file where torchvision's weights API looks for it: a locally made state dict stands in for ImageNet's
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(reference, tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    summary = run_experiment("transfer-flowers", preset="smoke", quiet=True, threads=1, report=False, sets=sets)
+    weights = load_weights(summary["run_dir"], "variants")
+    for key, value in reference.items():
+        if not key.startswith("fc."):
+            torch.testing.assert_close(weights[f"nets.frozen.body.{key}"], value, rtol=0, atol=0, msg=key)
+    assert summary["facts"]["source"] == "torchvision resnet18, weights ResNet18_Weights.IMAGENET1K_V1"
+    with pytest.raises(DojoError, match="unknown pre-trained model 'efficientnet_lite2'"):
+        run_experiment("transfer-flowers", preset="smoke", quiet=True, sets=["source=efficientnet_lite2"])

@@ -1,4 +1,4 @@
-"""Image datasets of the vision family: MNIST, Fashion-MNIST, CIFAR-10 and flowers-5.
+"""Image datasets of the vision family: MNIST, Fashion-MNIST, CIFAR-10, tf_flowers and flowers-5.
 
     mnist          LeCun, Bottou, Bengio & Haffner 1998: 60,000 + 10,000 handwritten digits, 28×28 grey
     fashion-mnist  Xiao, Rasul & Vollgraf 2017: 60,000 + 10,000 Zalando article images, 28×28 grey
@@ -6,6 +6,10 @@
     flowers        Kaggle "Flowers Recognition": 4,317 photos of daisy / dandelion / rose / sunflower /
                    tulip, here already resized to 128×128; no official split, so `load` makes a fixed
                    stratified 80/20 split (every class split on its own, seeded)
+    tf_flowers     TensorFlow's flower_photos (2019): 3,670 Flickr photos (CC BY 2.0) of daisy / dandelion /
+                   roses / sunflowers / tulips, the curriculum's transfer-learning set; no official split
+                   (tfds has one "train" split), so `load` makes a fixed stratified 70/30 split like the
+                   curriculum's `train[:70%]` / `train[70%:]`
 
 Formats. MNIST and Fashion-MNIST are the official idx files, gzip-compressed (big-endian header: magic,
 dimensions, then uint8 pixels). CIFAR-10 comes in two layouts and both are accepted: the copy kept for
@@ -14,7 +18,13 @@ offline machines is a JPEG re-encoding in image-folder layout inside one tarball
 and the official download (`cifar-10-python.tar.gz`) unpacks to the python pickles
 (`data_batch_1..5`, `test_batch`: rows of 3,072 bytes, R then G then B planes), which are read with
 `dldojo.data.safe_pickle`: nothing in a data folder is ever executed. Flowers is an
-image-folder of JPEGs verified by one digest per class folder.
+image-folder of JPEGs verified by one digest per class folder. tf_flowers also has two layouts: the copy
+kept here (`tf_flowers.tar.gz`: `tf_flowers/{class}/{name}.jpg` + LICENSE.txt, photos re-saved at a 192-px
+shorter side, see SOURCES.md) and the official `flower_photos.tgz` (full-size photos in
+`flower_photos/{class}/`), whose download is checked against the sha256 tfds publishes for it and whose
+folder against its LICENSE.txt (the same file in both) and the 3,670 photos that file lists. Photos differ
+in size, so both are decoded to squares of `TF_FLOWERS_SIZE` px: the shorter side resized to it (Lanczos),
+then the centre square (what a centre crop at test time sees; the training crops are taken from it).
 
 Decoding thousands of JPEGs takes seconds, so the decoded arrays are cached once, as uint8 `.npy`
 files under the user cache (`~/.cache/dldojo/decoded/`), keyed by the digest of the verified source:
@@ -124,6 +134,27 @@ FLOWERS = register_dataset(Dataset(
     license="web images (Flickr etc.), research use",
     citation="A. Mamaev, Flowers Recognition, Kaggle 2018 (the five classes of TensorFlow's tf_flowers).",
     fixture=lambda root: make_flowers_fixture(root),
+))
+
+
+TF_FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+TF_FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+TF_FLOWERS_SIZE = 192  # the side of the decoded squares: the shorter side of the copy kept here
+TF_FLOWERS = register_dataset(Dataset(
+    name="tf_flowers",
+    description="tf_flowers (TensorFlow flower_photos): 3,670 Flickr photos of daisy, dandelion, roses, sunflowers, "
+                "tulips",
+    files={"tf_flowers.tar.gz": "bc598cbbfa566149c70f1a5a0d178694db7b49251635fc11642c768de5eb22e6"},
+    # the official layout: its LICENSE.txt (kept verbatim in the copy above), and every photo it lists (`load`)
+    alt_files={"LICENSE.txt": "701e91b9e9f46d1f9623fc793a00fd444fe2821f66b01f3a0ff4a73d82f49507"},
+    urls=(TF_FLOWERS_URL,),
+    # tensorflow_datasets/url_checksums/tf_flowers.txt: 228,813,984 bytes
+    download_sha256={TF_FLOWERS_URL: "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"},
+    archive_prefix="flower_photos",
+    license="CC BY 2.0, per photo (LICENSE.txt names each photo's author)",
+    citation="The TensorFlow Team, Flowers, 2019, http://download.tensorflow.org/example_images/flower_photos.tgz",
+    fixture=lambda root: make_tf_flowers_fixture(root),
+    max_extracted_bytes=600 << 20,  # flower_photos.tgz: 229 MB, unpacking to about as much
 ))
 
 
@@ -273,6 +304,46 @@ def read_image_folder(folder: Path, classes: tuple[str, ...]) -> dict[str, np.nd
     return {"images": np.stack(images), "labels": np.array(labels, dtype=np.int64)}
 
 
+TF_FLOWERS_MEMBER = re.compile(r"(?:^|/)(daisy|dandelion|roses|sunflowers|tulips)/([^/]+\.jpe?g)$", re.IGNORECASE)
+
+
+def decode_square(data: bytes, size: int) -> np.ndarray:
+    """A JPEG → uint8 (size, size, 3): shorter side resized to `size` (Lanczos; never a JPEG draft below it),
+    then the centre square."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (size, size))  # large JPEGs decode at 1/2, 1/4 … scale while both sides stay >= size
+        return np.asarray(ImageOps.fit(im.convert("RGB"), (size, size), method=Image.Resampling.LANCZOS))
+
+
+def read_tf_flowers(folder: Path, size: int = TF_FLOWERS_SIZE) -> dict[str, np.ndarray]:
+    """Decode tf_flowers in either layout (see the module docstring), photos in sorted name order per class."""
+    encoded: list[tuple[str, int, bytes]] = []
+    if (folder / "tf_flowers.tar.gz").exists():
+        with tarfile.open(folder / "tf_flowers.tar.gz") as tf:  # read in place: nothing is extracted
+            for m in tf.getmembers():
+                match = TF_FLOWERS_MEMBER.search(m.name)
+                if m.isfile() and match:
+                    cls = match.group(1).lower()
+                    encoded.append((f"{cls}/{match.group(2)}", TF_FLOWER_CLASSES.index(cls), tf.extractfile(m).read()))
+    else:  # the official layout: every photo LICENSE.txt lists must be there
+        listed = re.findall(r"^(\w+/[^/\s]+\.jpg) ", (folder / "LICENSE.txt").read_text(errors="replace"), re.MULTILINE)
+        missing = [name for name in listed if not (folder / name).is_file()]
+        if not listed or missing:
+            raise DojoError(f"{folder}: {len(missing)} of the {len(listed)} photos LICENSE.txt lists are missing "
+                            f"({', '.join(missing[:3])}); fetch {TF_FLOWERS_URL} again")
+        for label, cls in enumerate(TF_FLOWER_CLASSES):
+            for path in (folder / cls).iterdir():
+                if path.suffix.lower() in (".jpg", ".jpeg"):
+                    encoded.append((f"{cls}/{path.name}", label, path.read_bytes()))
+    if not encoded or {label for _, label, _ in encoded} != set(range(len(TF_FLOWER_CLASSES))):
+        raise DojoError(f"{folder} holds no photos of some tf_flowers classes ({', '.join(TF_FLOWER_CLASSES)})")
+    encoded.sort(key=lambda item: item[0])
+    return {"images": np.stack([decode_square(data, size) for _, _, data in encoded]),
+            "labels": np.array([label for _, label, _ in encoded], dtype=np.int64)}
+
+
 # ----- the decoded-array cache -----
 
 def source_key(folder: Path, dataset: Dataset) -> str:
@@ -285,10 +356,11 @@ def source_key(folder: Path, dataset: Dataset) -> str:
     return hashlib.sha256(f"{folder.resolve()}|{text}".encode()).hexdigest()[:20]
 
 
-def cached_arrays(name: str, folder: Path, decode) -> dict[str, np.ndarray]:
-    """Load `decode(folder)`'s arrays from the cache, or decode once and store them (atomically)."""
-    dataset = {"cifar10": CIFAR10, "flowers": FLOWERS}[name]
-    cache = cache_root() / "decoded" / f"{name}-{source_key(folder, dataset)}"
+def cached_arrays(name: str, folder: Path, decode, tag: str = "") -> dict[str, np.ndarray]:
+    """Load `decode(folder)`'s arrays from the cache, or decode once and store them (atomically). `tag`
+    names how they were decoded (e.g. the size), when that can differ."""
+    dataset = {"cifar10": CIFAR10, "flowers": FLOWERS, "tf_flowers": TF_FLOWERS}[name]
+    cache = cache_root() / "decoded" / f"{name}{tag}-{source_key(folder, dataset)}"
     index = cache / "arrays.json"
     if index.exists():
         keys = json.loads(index.read_text())
@@ -345,15 +417,28 @@ def load_flowers(split_seed: int = 0, test_fraction: float = 0.2) -> tuple[Image
     return everything.subset(train_index), everything.subset(test_index)
 
 
+def load_tf_flowers(split_seed: int = 0, test_fraction: float = 0.3) -> tuple[ImageSplit, ImageSplit]:
+    """The fixed stratified split: 30 % of every class (seeded by `split_seed`) is the test set, as the
+    curriculum's tfds `train[70%:]` (which took the last 30 % of tfds's shuffled order instead)."""
+    folder = locate("tf_flowers")
+    arrays = cached_arrays("tf_flowers", folder, read_tf_flowers, tag=f"-{TF_FLOWERS_SIZE}px")
+    everything = ImageSplit(arrays["images"], arrays["labels"], TF_FLOWER_CLASSES)
+    train_index, test_index = stratified_split(everything.labels, test_fraction, split_seed)
+    return everything.subset(train_index), everything.subset(test_index)
+
+
 def load(name: str, split_seed: int = 0) -> tuple[ImageSplit, ImageSplit]:
-    """(train, test) of an image dataset: 'mnist', 'fashion-mnist', 'cifar10' or 'flowers'."""
+    """(train, test) of an image dataset: 'mnist', 'fashion-mnist', 'cifar10', 'tf_flowers' or 'flowers'."""
     if name in ("mnist", "fashion-mnist"):
         return load_idx_dataset(name)
     if name == "cifar10":
         return load_cifar10()
     if name == "flowers":
         return load_flowers(split_seed)
-    raise DojoError(f"no image loader for dataset {name!r}; image datasets: mnist, fashion-mnist, cifar10, flowers")
+    if name == "tf_flowers":
+        return load_tf_flowers(split_seed)
+    raise DojoError(f"no image loader for dataset {name!r}; image datasets: mnist, fashion-mnist, cifar10, "
+                    "tf_flowers, flowers")
 
 
 # ----- tiny synthetic fixtures in the real formats (tests without the real data) -----
@@ -429,3 +514,26 @@ def make_flowers_fixture(root: Path, per_class: int = 16, size: int = 128, seed:
     write_manifest(folder)
     return folder
 
+
+
+def make_tf_flowers_fixture(root: Path, per_class: int = 24, seed: int = 0) -> Path:
+    """A tarball in the copy's layout (tf_flowers/{class}/{name}.jpg + LICENSE.txt), photos of two shapes."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "tf_flowers"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    with tarfile.open(folder / "tf_flowers.tar.gz", "w:gz") as tf:
+        for k, cls in enumerate(TF_FLOWER_CLASSES):
+            for j, image in enumerate(_pattern_images(rng, np.full(per_class, k), 64, 3, 5)):
+                image = image[:48] if j % 2 else image[:, 8:56]  # landscape 64x48 and portrait 48x64 photos
+                data = _jpeg_bytes(np.ascontiguousarray(image))
+                info = tarfile.TarInfo(f"tf_flowers/{cls}/{cls}_{j:03d}.jpg")
+                info.size, info.mtime = len(data), 0
+                tf.addfile(info, io.BytesIO(data))
+                lines.append(f"{cls}/{cls}_{j:03d}.jpg CC-BY by a synthetic test fixture")
+        text = "\n".join(["Synthetic test photos.", "", *lines, ""]).encode()
+        info = tarfile.TarInfo("tf_flowers/LICENSE.txt")
+        info.size, info.mtime = len(text), 0
+        tf.addfile(info, io.BytesIO(text))
+    write_manifest(folder)
+    return folder

@@ -12,7 +12,8 @@ mismatch (corrupted or truncated file) is an error, never a warning, so no exper
 data. Folders of thousands of images are checked by one digest of their whole tree (`tree_sha256`).
 A dataset may have two layouts: the copy kept here and what its official download unpacks to
 (`alt_files`, e.g. CIFAR-10 as a JPEG tarball here and as the official python pickles when
-downloaded); either one verifying is enough.
+downloaded); either one verifying is enough. Where the publisher documents the archive's own sha256
+(`download_sha256`), the download is checked against it before extraction.
 
 Untrusted input. A data folder may come from anyone, so nothing in it is believed on its word:
   * Test fixtures. Folders written by a dataset's `fixture` function (tiny synthetic copies, see
@@ -78,6 +79,9 @@ class Dataset:
     """`fixture(root)` writes a tiny synthetic copy into `root/<name>/` (with its FIXTURE.json) for tests."""
     max_extracted_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES
     """Cap on what the official download may weigh and unpack to (declare about twice the real size)."""
+    download_sha256: dict[str, str] = dataclasses.field(default_factory=dict)
+    """URL -> sha256 of the downloaded archive itself, where its publisher documents one: checked before
+    anything is extracted (for a layout whose files have no registered hashes of their own)."""
 
 
 _DATASETS: dict[str, Dataset] = {}
@@ -339,6 +343,12 @@ def fetch(dataset: Dataset, url: str) -> Path:
         else:
             archive = Path(tmp) / PurePosixPath(urllib.request.urlparse(url).path).name
             _download(url, archive, f"download {dataset.name}", budget)
+            if url in dataset.download_sha256:
+                ok, actual = file_matches(archive, dataset.download_sha256[url])
+                if not ok:
+                    raise DojoError(f"downloaded {url} but it has sha256 {actual[:12]}..., expected "
+                                    f"{dataset.download_sha256[url][:12]}... (a damaged download or a changed "
+                                    "upstream file); nothing was extracted")
             if zipfile.is_zipfile(archive) or tarfile.is_tarfile(archive):
                 safe_extract(archive, staged, budget)
                 folder = staged / dataset.archive_prefix if dataset.archive_prefix else staged
@@ -397,3 +407,41 @@ def safe_extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_EXTRACT
             tf.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DojoError(f"{archive} is a damaged archive ({exc}); delete it and download it again.") from None
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 file', '4,317 files'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size / 1e3:,.1f} kB"
+
+
+def what_was_checked(result: Status) -> str:
+    """What verifying `result` (a folder that passed) hashed, for `dldojo data verify`: the files (or the
+    folders checked as a whole), their total size, the hash and what it matched."""
+    dataset, folder = get_dataset(result.dataset), Path(result.path)
+    if result.state == "fixture":
+        files, trees, against = _manifest_files(folder / FIXTURE_MANIFEST) or {}, {}, f"its own {FIXTURE_MANIFEST}"
+    elif result.detail == "alternative layout":
+        files, trees, against = dataset.alt_files, {}, "the registered checksums of the official download's layout"
+    else:
+        files, trees = dataset.files, dataset.tree_sha256
+        against = " and ".join(what for what, present in (("the registered checksums", files),
+                                                           ("the registered folder digests", trees)) if present)
+    parts, size = [], sum((folder / rel).stat().st_size for rel in files)
+    if files:
+        names = ", ".join(list(files)[:3]) + (", ..." if len(files) > 3 else "")
+        parts.append(f"{plural(len(files), 'file')} ({names})")
+    if trees:
+        under = [Path(top) / f for rel in trees for top, _, names in os.walk(folder / rel) for f in names]
+        size += sum(p.stat().st_size for p in under)
+        parts.append(f"{plural(len(under), 'file')} in {plural(len(trees), 'folder')} "
+                     f"({', '.join(f'{rel}/' for rel in trees)})")
+    if not parts:
+        return "nothing is registered to check"
+    kinds = sorted({expected.rpartition(":")[0] or "sha256" for expected in files.values()}
+                   | ({"sha256"} if trees else set()))
+    agree = "it matches" if len(files) + len(trees) == 1 and not trees else "all match"
+    return f"{' and '.join(parts)}, {megabytes(size)} hashed with {'/'.join(kinds)}: {agree} {against}"

@@ -62,6 +62,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from dldojo.engine.errors import DojoError, did_you_mean
+from dldojo.vision.lite import efficientnet_lite0
 
 Stem = Literal["cifar", "imagenet"]
 STEMS = ("cifar", "imagenet")
@@ -961,6 +962,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": MobileNetV2,
     "densenet_bc_100_12": functools.partial(densenet_bc, 100, 12),
     "efficientnet_b0": EfficientNet,
+    "efficientnet_lite0": efficientnet_lite0,  # ImageNet weights: pretrained=True (vision/lite.py)
     "airbench94": AirbenchNet,
     "airbench93": functools.partial(AirbenchNet, widths=(64, 128, 128)),
 }

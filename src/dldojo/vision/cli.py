@@ -4,12 +4,29 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
+
+
+def experiments_by_arch() -> dict[str, list[str]]:
+    """Architecture -> the registered experiments that train it (their quick preset's `arch`)."""
+    import dataclasses
+
+    from dldojo.engine import registry
+
+    found: dict[str, list[str]] = {}
+    for exp in registry.load_all().values():
+        fields = {f.name: f for f in dataclasses.fields(exp.config_cls)}
+        if "arch" in fields:
+            arch = exp.presets.get("quick", {}).get("arch", fields["arch"].default)
+            found.setdefault(arch, []).append(exp.name)
+    return found
 
 
 def cmd_archs(args) -> int:
-    from dldojo.engine.console import format_table
+    from dldojo.engine.console import format_table, terminal_width
     from dldojo.vision import archs
 
+    trained_by = experiments_by_arch()
     rows = []
     for name in sorted(archs.ARCHITECTURES):
         model = archs.build_arch(name, num_classes=args.classes)
@@ -17,11 +34,17 @@ def cmd_archs(args) -> int:
         stem_128 = {} if name.startswith(("airbench", "plain")) else {"stem": "imagenet"}
         macs_128 = archs.count_macs(archs.build_arch(name, num_classes=args.classes, **stem_128), (3, 128, 128))
         rows.append([name, f"{archs.count_params(model) / 1e6:.3f}M", f"{macs_32 / 1e6:.1f}M",
-                     f"{macs_128 / 1e6:.1f}M" + (" (ImageNet stem)" if stem_128 else "")])
+                     f"{macs_128 / 1e6:.1f}M" + (" (ImageNet stem)" if stem_128 else ""),
+                     ", ".join(trained_by.get(name, [])) or "none: --set arch=" + name])
+    width = None if args.wide else terminal_width()
     print(format_table(rows, ["architecture", f"parameters ({args.classes} classes)", "MACs 3x32x32",
-                              "MACs 3x128x128"]))
-    print("\nMACs: multiply-accumulates of conv and linear layers for one image (FLOPs = 2 x MACs). "
-          "Build one with dldojo.vision.archs.build_arch(name).")
+                              "MACs 3x128x128", "experiments"], max_width=width, shrink=(4, 3)))
+    notes = ("MACs: multiply-accumulates of conv and linear layers for one image (FLOPs = 2 x MACs). Build one "
+             "with dldojo.vision.archs.build_arch(name).",
+             "An architecture without an experiment of its own trains on CIFAR-10 through any cifar10-<arch> "
+             "experiment, with that experiment's presets and references and filed under its name, e.g.:")
+    print("\n" + "\n".join(textwrap.fill(note, width=min(width or 110, 110)) for note in notes))
+    print("  dldojo run cifar10-resnet20 --set arch=resnet56")
     return 0
 
 
@@ -30,8 +53,8 @@ def cmd_explain(args) -> int:
 
     result = explain(args.run_dir, args.image, method=args.method, target=args.target, out_dir=args.out,
                      n_samples=args.samples, n_segments=args.segments, layer=args.layer, baseline=args.baseline,
-                     seed=args.seed)
-    print("top-3 predicted classes:")
+                     seed=args.seed, model=args.model)
+    print(f"top-{len(result.top)} predicted classes:")
     for rank, (name, probability) in enumerate(result.top, 1):
         print(f"  {rank}. {name}  {probability:.3f}")
     details = [f"target class: {result.target_name} (index {result.target})"]
@@ -56,23 +79,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("archs", help="CNN architectures with parameter and MAC counts (32 px and 128 px inputs)",
                        description="Every architecture of dldojo.vision.archs with its parameter count and "
                                    "multiply-accumulates per image at 32x32 (CIFAR stem) and 128x128 (ImageNet stem "
-                                   "for the ResNet/MobileNet/DenseNet/EfficientNet families).")
+                                   "for the ResNet/MobileNet/DenseNet/EfficientNet families), and the registered "
+                                   "experiments that train it.")
     p.add_argument("--classes", type=int, default=10, help="classifier outputs (default 10)")
+    p.add_argument("--wide", action="store_true", help="do not shorten cells to fit the terminal")
     p.set_defaults(func=cmd_archs)
 
     p = sub.add_parser("explain", help="why a trained image classifier predicts what it does: Grad-CAM, LIME, SHAP",
-                       description="Explain a finished vision run's prediction on one image file and write overlay "
-                                   "PNGs:\nthe input with the predicted class and probability, and the attribution map "
-                                   "for the target class.\nThe image (PNG/JPEG) is centre-cropped, resized to the "
-                                   "model's input size, converted to its channels\nand normalised as in training.",
+                       description="Explain a finished vision run's prediction on one image file, or a pre-trained "
+                                   "ImageNet model's (--model),\nand write overlay PNGs: the input with the predicted "
+                                   "class and probability, and the attribution map\nfor the target class, one per "
+                                   "method and all side by side. The image (PNG/JPEG) is centre-cropped,\nresized to "
+                                   "the model's input size (ImageNet models: shorter side 256, centre 224), converted "
+                                   "to its\nchannels and normalised as in training.",
                        epilog=EXPLAIN_METHODS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", help="run directory of a finished image classifier run (mnist-cnn, cifar10-<arch>, "
-                                   "pretrain-cifar10, transfer-flowers; `dldojo runs` lists them)")
+    p.add_argument("run_dir", nargs="?", help="run directory of a finished image classifier run (mnist-cnn, "
+                                              "cifar10-<arch>, pretrain-cifar10, transfer-flowers; `dldojo runs` "
+                                              "lists them); or none, with --model")
+    p.add_argument("--model", metavar="NAME",
+                   help="instead of a run: a pre-trained ImageNet classifier, efficientnet_lite0 (offline) or "
+                        "torchvision:NAME (torch's hub cache), explained on its 1000 ImageNet classes "
+                        "(e.g. --target daisy); PNGs go to explain/NAME by default")
     p.add_argument("--image", required=True, metavar="PATH", help="image file to explain (PNG or JPEG)")
     p.add_argument("--method", default="all", metavar="METHOD",
                    help="gradcam | lime | shap | all, or a comma-separated list (default all)")
     p.add_argument("--target", metavar="CLASS", help="class to explain, by name or index (default: the predicted one)")
-    p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default RUN_DIR/explain)")
+    p.add_argument("--out", metavar="DIR", help="where to write the PNGs (default RUN_DIR/explain, or explain/NAME)")
     p.add_argument("--samples", type=int, default=300, metavar="N",
                    help="LIME / SHAP: perturbed images evaluated (default 300)")
     p.add_argument("--segments", type=int, metavar="M",

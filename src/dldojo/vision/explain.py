@@ -51,6 +51,7 @@ from torch import nn
 
 from dldojo.engine.errors import DojoError, did_you_mean
 from dldojo.vision import archs
+from dldojo.vision.lite import EfficientNetLite, preprocess
 
 METHODS = {
     "gradcam": "Grad-CAM: ReLU of the gradient-weighted sum of the last conv block's feature maps, upsampled",
@@ -71,8 +72,8 @@ def default_target_layer(model: nn.Module) -> str:
     that still have a spatial layout.
 
     AirbenchNet: the last conv group; ResNet: the last stage (after the final BN-ReLU for
-    pre-activation networks, WRN included); MobileNet v1/v2, EfficientNet: the last feature block
-    (MobileNetV2/EfficientNet's 1×1 head conv); DenseNet: `features`, i.e. the last dense block after
+    pre-activation networks, WRN included); MobileNet v1/v2, EfficientNet (and -Lite): the last feature
+    block (MobileNetV2/EfficientNet's 1×1 head conv); DenseNet: `features`, i.e. the last dense block after
     its BN-ReLU; PlainCNN: the ReLU after the last conv (before the pooling). Anything else: the last
     Conv2d.
     """
@@ -82,7 +83,7 @@ def default_target_layer(model: nn.Module) -> str:
         return "final_norm" if not isinstance(model.final_norm, nn.Identity) else f"stages.{len(model.stages) - 1}"
     if isinstance(model, archs.DenseNet):
         return "features"
-    if isinstance(model, (archs.MobileNetV1, archs.MobileNetV2, archs.EfficientNet)):
+    if isinstance(model, (archs.MobileNetV1, archs.MobileNetV2, archs.EfficientNet, EfficientNetLite)):
         return f"features.{len(model.features) - 1}"
     if isinstance(model, archs.PlainCNN):
         last_conv = max(i for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d))
@@ -274,6 +275,24 @@ def superpixel_attribution(method: str, model: nn.Module, x: torch.Tensor, targe
 def load_image(path: str | Path, image_size: int, in_channels: int) -> np.ndarray:
     """Any image file → uint8 (image_size, image_size, in_channels): centre-cropped to a square, resized
     (Lanczos), converted to grey ("L") or RGB."""
+    from PIL import Image, ImageOps
+
+    def fit(image):
+        return ImageOps.fit(image.convert("L" if in_channels == 1 else "RGB"), (image_size, image_size),
+                            method=Image.Resampling.LANCZOS)
+
+    pixels = _read_image(path, fit)
+    return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def load_photo(path: str | Path, resize: int, crop: int) -> np.ndarray:
+    """Any image file → uint8 (crop, crop, 3) as ImageNet models are evaluated: RGB, shorter side resized to
+    `resize`, the centre crop × crop (`lite.preprocess`)."""
+    return preprocess(_read_image(path, lambda image: image.convert("RGB")), resize, crop)
+
+
+def _read_image(path: str | Path, convert) -> np.ndarray:
+    """`convert(PIL image)` of the file (EXIF orientation applied) as a writable uint8 array, or a one-line error."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -281,12 +300,10 @@ def load_image(path: str | Path, image_size: int, in_channels: int) -> np.ndarra
         raise DojoError(f"image {path} does not exist (pass a PNG or JPEG file with --image)")
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("L" if in_channels == 1 else "RGB")
-            image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.LANCZOS)
+            image = convert(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DojoError(f"cannot read {path} as an image ({exc}); pass a PNG or JPEG file") from None
-    pixels = np.array(image, dtype=np.uint8)  # a writable copy
-    return pixels[..., None] if pixels.ndim == 2 else pixels
+    return np.array(image, dtype=np.uint8)  # a writable copy
 
 
 def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -318,7 +335,9 @@ def resolve_target(target: str | int | None, classes: Sequence[str], predicted: 
         index = int(text)
         if 0 <= index < len(classes):
             return index
-    listing = ", ".join(f"{i}={name}" for i, name in enumerate(classes))
+    listing = ", ".join(f"{i}={name}" for i, name in enumerate(classes[:20]))
+    if len(classes) > 20:  # ImageNet: 1000 names
+        listing += f", ... ({len(classes)} classes, 0-{len(classes) - 1})"
     raise DojoError(f"unknown target class {text!r}.{did_you_mean(text, classes)} "
                     f"Pass a class name or index; this model's classes: {listing}.")
 
@@ -388,23 +407,26 @@ def _safe(name: str) -> str:
 @dataclasses.dataclass
 class ExplainResult:
     paths: list[Path]
-    top: list[tuple[str, float]]  # the top-3 predicted classes with their probabilities
+    top: list[tuple[str, float]]  # the top-5 predicted classes with their probabilities
     target: int
     target_name: str
     layer: str | None  # the Grad-CAM layer, when Grad-CAM ran
     n_segments: int | None  # the number of superpixels, when LIME / SHAP ran
 
 
-def explain(run_dir: str | Path, image_path: str | Path, method: str = "all", target: str | int | None = None,
+def explain(run_dir: str | Path | None, image_path: str | Path, method: str = "all", target: str | int | None = None,
             out_dir: str | Path | None = None, n_samples: int = 300, n_segments: int | None = None,
-            layer: str | None = None, baseline: str = "mean", seed: int = 0) -> ExplainResult:
-    """Explain a finished classifier run's prediction on one image file; write one PNG per method (and a
-    side-by-side PNG when several ran) to `out_dir` (default RUN_DIR/explain)."""
+            layer: str | None = None, baseline: str = "mean", seed: int = 0, model: str | None = None) -> ExplainResult:
+    """Explain a finished classifier run's prediction on one image file — or, with `model` (and no run), a
+    pre-trained ImageNet classifier's (`vision/pretrained.py`: efficientnet_lite0, torchvision:NAME) with its
+    1000 class names; write one PNG per method (and a side-by-side PNG when several ran) to `out_dir`
+    (default RUN_DIR/explain, or explain/MODEL in the current folder)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from dldojo.vision import pretrained
     from dldojo.vision.common import load_classifier
 
     methods = parse_methods(method)  # fail on a typo before loading anything
@@ -412,30 +434,40 @@ def explain(run_dir: str | Path, image_path: str | Path, method: str = "all", ta
         baseline_image(torch.zeros(1, 1, 1, 1), baseline)  # raises the helpful error
     if n_samples < 2:
         raise DojoError(f"--samples must be at least 2, got {n_samples}")
-    run_dir = Path(run_dir)
-    model, meta = load_classifier(run_dir)  # engine.reload.load_run: a finished vision run with a classifier
-    classes = list(meta["classes"])
-    pixels = load_image(image_path, int(meta["image_size"]), int(meta["in_channels"]))
-    x = normalise(pixels, meta["mean"], meta["std"])
-    probabilities = probability_function(model)(x)[0]
+    if (run_dir is None) == (model is None):
+        raise DojoError("explain a run (RUN_DIR) or a pre-trained model (--model NAME, e.g. efficientnet_lite0), "
+                        "one of the two")
+    if model is not None:
+        pretrained.check_name(model)
+        net = pretrained.load(model)
+        network, classes, mean, std = net.model, net.classes, net.mean, net.std
+        pixels = load_photo(image_path, net.resize, net.crop)
+        default_out = Path("explain") / _safe(model)
+    else:
+        network, meta = load_classifier(run_dir)  # engine.reload.load_run: a finished vision run with a classifier
+        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
+        pixels = load_image(image_path, int(meta["image_size"]), int(meta["in_channels"]))
+        default_out = Path(run_dir) / "explain"
+    x = normalise(pixels, mean, std)
+    probabilities = probability_function(network)(x)[0]
     predicted = int(probabilities.argmax())
     c = resolve_target(target, classes, predicted)
-    top = [(classes[i], float(probabilities[i])) for i in probabilities.argsort(descending=True)[:3].tolist()]
+    top = [(classes[i], float(probabilities[i])) for i in probabilities.argsort(descending=True)[:5].tolist()]
 
     maps: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     layer_name, segments = None, None
     for name in methods:
         if name == "gradcam":
-            layer_name = resolve_layer(model, layer)[0]
-            maps[name] = (grad_cam(model, x, c, layer_name)[0].numpy(), None)
+            layer_name = resolve_layer(network, layer)[0]
+            maps[name] = (grad_cam(network, x, c, layer_name)[0].numpy(), None)
         else:
             if segments is None:
                 segments = superpixels(pixels, n_segments)
-            result = superpixel_attribution(name, model, x, c, segments, n_samples=n_samples, baseline=baseline,
+            result = superpixel_attribution(name, network, x, c, segments, n_samples=n_samples, baseline=baseline,
                                             seed=seed)
             maps[name] = (result.map, segments)
 
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
+    out_dir = Path(out_dir) if out_dir is not None else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{_safe(Path(image_path).stem)}-{_safe(classes[c])}"
     labels = (classes[predicted], float(probabilities[predicted]), classes[c], float(probabilities[c]))
