@@ -66,6 +66,7 @@ def test_run_json_last_line_and_runs_report_recommend(synthetic_data, capsys):
     assert summary["experiment"] == "collab-bias" and summary["seed"] == 5 and "test_mse" in summary["metrics"]
     code, out, _ = run_cli(capsys, "runs")
     assert code == 0 and summary["run_dir"] in out and "finished" in out
+    assert f"test_mse={summary['metrics']['test_mse']:.4f}" in out  # the experiment's primary metric
     code, out, _ = run_cli(capsys, "report", summary["run_dir"])
     assert code == 0 and out.strip().endswith("report.html")
     code, out, _ = run_cli(capsys, "recommend", summary["run_dir"], "--user", "3", "--n", "5", "--min-ratings", "1")

@@ -33,7 +33,7 @@ def test_killed_run_resumes_from_periodic_checkpoint(synthetic_data, tmp_path):
     cli = [sys.executable, "-m", "dldojo", "run", "collab-bias", "--preset", "smoke", "--quiet", "--json",
            "--set", "epochs=3", "--set", "batch_size=64", "--seed", "2", "--out", str(tmp_path / "k")]
     full = subprocess.run(cli, capture_output=True, text=True, check=True)
-    killed = subprocess.run(cli + ["--checkpoint-every", "0"], capture_output=True, text=True,
+    killed = subprocess.run(cli + ["--checkpoint-every", "1e-9"], capture_output=True, text=True,  # every step
                             env={**os.environ, KILL_ENV: "25"})
     assert killed.returncode == -9  # SIGKILL: no chance to save anything at that moment
     run_dir = next(p for p in (tmp_path / "k" / "collab-bias").iterdir() if not (p / "summary.json").exists())

@@ -177,8 +177,11 @@ def cmd_data(args) -> int:
         for ds in store.all_datasets().values():
             st = store.status(ds.name)
             rows.append([ds.name, st.state, str(st.path or ""), ds.description, ds.license])
-        print(format_table(rows, ["name", "status", "location", "what", "license"]))
+        print(format_table(rows, ["name", "status", "location", "what", "license"], max_width=_table_width(args),
+                           shrink=(3, 4), shrink_last=(2,)))  # a location is for copying: cut last
         return 0
+    if args.action == "verify" and not args.name:
+        return _verify_all(store)
     if not args.name:
         raise DojoError(f"`dldojo data {args.action}` needs a dataset name (see `dldojo data list`).")
     if args.action == "where":
@@ -189,13 +192,41 @@ def cmd_data(args) -> int:
         print(st.path)
         return 0
     # verify: full check, download if missing and allowed
-    path = store.locate(args.name, download=not args.no_download)
     st = store.status(args.name)
-    fixture = (" (a synthetic test fixture, vouched for only by its own FIXTURE.json: accepted because "
-               "DLDOJO_ALLOW_FIXTURES=1 is set; unset it for any data you did not make)")
-    print(f"{args.name}: {st.state} at {path}" + (fixture if st.state == "fixture" else
-                                                   f" — {len(store.get_dataset(args.name).files)} files, sha256 ok"))
+    if st.state not in ("ok", "fixture"):
+        store.locate(args.name, download=not args.no_download)  # downloads, or raises what is wrong and what to do
+        st = store.status(args.name)
+    print(_verified(st))
     return 0
+
+
+FIXTURE_NOTE = (" (a synthetic test fixture, vouched for only by its own FIXTURE.json: accepted because "
+                "DLDOJO_ALLOW_FIXTURES=1 is set; unset it for any data you did not make)")
+
+
+def _verified(st) -> str:
+    from dldojo.data import store
+
+    return (f"{st.dataset}: {st.state} at {st.path} — {store.what_was_checked(st)}"
+            + (FIXTURE_NOTE if st.state == "fixture" else ""))
+
+
+def _verify_all(store) -> int:
+    """`dldojo data verify` without a name: every registered dataset found on disk (nothing is downloaded)."""
+    failed = 0
+    for name in store.all_datasets():
+        st = store.status(name)
+        if st.state in ("ok", "fixture"):
+            print(_verified(st))
+        elif st.state == "missing":
+            print(f"{name}: missing (not downloaded here; `dldojo data verify {name}` fetches it or says how)")
+        else:
+            failed += 1
+            print(f"{name}: {st.state} at {st.path}: {st.detail}")
+    if failed:
+        print(f"{store.plural(failed, 'dataset')} failed verification: delete or replace "
+              f"{'it' if failed == 1 else 'them'} and run `dldojo data verify NAME`.", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                   help="periodic checkpoint interval (default 60 s); Ctrl-C always checkpoints")
+                   help="periodic checkpoint interval, > 0 (default 60 s); Ctrl-C always checkpoints")
     p.add_argument("--no-report", action="store_true", help="skip writing report.html")
     p.add_argument("--force", action="store_true",
                    help="with --resume of a finished run: train it again from the start (default: do nothing)")
@@ -256,12 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language of the report's headings, metric names and comparison (default: en)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("data", help="datasets: list | verify NAME | where NAME",
-                       description="list: every registered dataset and its status; verify NAME: check sha256 "
-                                   "(downloading first if missing and online); where NAME: print its folder.")
+    p = sub.add_parser("data", help="datasets: list | verify [NAME] | where NAME",
+                       description="list: every registered dataset and its status; verify NAME: check its sha256 "
+                                   "(downloading it first if missing and online); verify: check every dataset on "
+                                   "disk (nothing is downloaded); where NAME: print its folder.")
     p.add_argument("action", choices=["list", "verify", "where"])
     p.add_argument("name", nargs="?")
     p.add_argument("--no-download", action="store_true", help="verify only what is already on disk")
+    p.add_argument("--wide", action="store_true", help="list: do not shorten cells to fit the terminal")
     p.set_defaults(func=cmd_data)
 
     from dldojo.engine.family import families

@@ -26,25 +26,18 @@ def terminal_width() -> int | None:
 
 
 def format_table(rows: list[list[str]], header: list[str], *, max_width: int | None = None,
-                 shrink: tuple[int, ...] = (), min_width: int = 8) -> str:
+                 shrink: tuple[int, ...] = (), shrink_last: tuple[int, ...] = (), min_width: int = 8) -> str:
     """Columns padded to their widest cell, a dashed rule under the header.
 
     With `max_width`, the columns listed in `shrink` (indices; default: every column but the first) are
-    narrowed, widest first and no narrower than `min_width`, until a line fits; a cut cell ends in '…'."""
+    narrowed, widest first and no narrower than `min_width`, until a line fits; a cut cell ends in '…'. The
+    columns in `shrink_last` (e.g. a path one would copy) are narrowed only when that is not enough."""
     rows = [[str(x) for x in r] for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     if max_width is not None:
-        shrinkable = [i for i in (shrink or range(1, len(widths))) if i < len(widths)]
-        excess = sum(widths) + 2 * (len(widths) - 1) - max_width
-        while excess > 0:
-            candidates = [i for i in shrinkable if widths[i] > max(min_width, len(header[i]))]
-            if not candidates:
-                break
-            widest = max(candidates, key=lambda i: widths[i])
-            others = max([widths[i] for i in candidates if i != widest] + [max(min_width, len(header[widest]))])
-            cut = min(excess, widths[widest] - others) or 1  # down to the next widest, then one at a time
-            widths[widest] -= cut
-            excess -= cut
+        first = [i for i in (shrink or range(1, len(widths))) if i < len(widths)]
+        for shrinkable in (first, first + [i for i in shrink_last if i < len(widths)]):
+            _narrow(widths, header, shrinkable, sum(widths) + 2 * (len(widths) - 1) - max_width, min_width)
 
     def cell(x: str, w: int) -> str:
         return x if len(x) <= w else x[:w - 1] + ELLIPSIS
@@ -53,6 +46,19 @@ def format_table(rows: list[list[str]], header: list[str], *, max_width: int | N
         return "  ".join(cell(str(x), w).ljust(w) for x, w in zip(cells, widths)).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _narrow(widths: list[int], header: list[str], shrinkable: list[int], excess: int, min_width: int) -> None:
+    """Take `excess` columns off `widths[shrinkable]`, widest first, none below `min_width` or its header."""
+    while excess > 0:
+        candidates = [i for i in shrinkable if widths[i] > max(min_width, len(header[i]))]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        others = max([widths[i] for i in candidates if i != widest] + [max(min_width, len(header[widest]))])
+        cut = min(excess, widths[widest] - others) or 1  # down to the next widest, then one at a time
+        widths[widest] -= cut
+        excess -= cut
 
 
 class SafeStream:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from dldojo.engine import registry
 from dldojo.engine.checkpoint import remove_orphans
 from dldojo.engine.config import build_config, to_jsonable
-from dldojo.engine.errors import DojoError
+from dldojo.engine.errors import DojoError, RunInterrupted
 from dldojo.engine.files import read_json, write_json
 from dldojo.engine.memory import keep_freed_memory
 from dldojo.engine.reload import LoadedRun, config_hash, load_run, summary_value  # noqa: F401 (re-exported)
@@ -149,11 +150,48 @@ def run_experiment(
         raise DojoError(f"--threads must be between 1 and 1024, got {threads}.")
     if not 0 <= seed < 2**32:
         raise DojoError(f"--seed must be between 0 and {2**32 - 1}, got {seed}.")
+    if not checkpoint_every_seconds > 0:  # also NaN; inf is allowed: only Ctrl-C / SIGTERM checkpoints
+        raise DojoError(f"--checkpoint-every must be a number of seconds > 0, got {checkpoint_every_seconds:g}.")
+    if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
+        raise DojoError(f"checkpoint_every_steps must be >= 1, got {checkpoint_every_steps}.")
     torch.set_num_threads(threads or experiment.threads or os.cpu_count() or 1)
     malloc_kept = keep_freed_memory()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if run_dir is None and int(os.environ.get("RANK", "0")) == 0:
+    fresh = run_dir is None and int(os.environ.get("RANK", "0")) == 0
+    if fresh:
         run_dir = new_run_dir(runs_root(out), experiment.name, preset, seed)
+    try:
+        return _run_in(run_dir, experiment, config, preset=preset, seed=seed, out=out, resume=resume, quiet=quiet,
+                       checkpoint_every_seconds=checkpoint_every_seconds,
+                       checkpoint_every_steps=checkpoint_every_steps, report=report, force=force,
+                       malloc_kept=malloc_kept, world_size=world_size)
+    except RunInterrupted:  # checkpointed (or, inside a sub-run, resumable through it): keep everything
+        raise
+    except Exception:
+        if fresh:
+            remove_if_empty(run_dir)
+        raise
+
+
+def remove_if_empty(run_dir: Path) -> bool:
+    """Remove a new run directory that a failure left with nothing to resume or read (no checkpoint, no logged
+    step: e.g. a missing dataset or a config value the data does not allow), and its experiment folder when
+    that is left empty, so `dldojo runs` lists only runs that trained. Returns True when it was removed."""
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoints" / "last.pt").exists() or (run_dir / "metrics.jsonl").exists() \
+            or (run_dir / "summary.json").exists():
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # only when empty
+    return not run_dir.exists()
+
+
+def _run_in(run_dir: Path | None, experiment: registry.Experiment, config: Any, *, preset: str, seed: int,
+            out: str | Path | None, resume: str | Path | None, quiet: bool, checkpoint_every_seconds: float,
+            checkpoint_every_steps: int | None, report: bool, force: bool, malloc_kept: bool,
+            world_size: int) -> dict[str, Any]:
+    """The run itself, in a run directory that exists (on rank 0)."""
     ctx = RunContext(run_dir or Path("."), experiment.name, preset, seed, resume=resume is not None and not force,
                      quiet=quiet, checkpoint_every_seconds=checkpoint_every_seconds,
                      checkpoint_every_steps=checkpoint_every_steps, runs_root=runs_root(out) if resume is None else None,
@@ -266,15 +304,17 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     for config_path in sorted(Path(root).glob("*/*/config.json")):
         run_dir = config_path.parent
         row = {"run_dir": str(run_dir), "experiment": run_dir.parent.name, "preset": "?", "seed": "?",
-               "state": "broken", "metrics": {}, "wall_seconds": None}
+               "state": "broken", "metrics": {}, "wall_seconds": None, "primary_metric": None, "primary_value": None}
         try:
             config = read_run_config(run_dir)
             row.update(experiment=config["experiment"], preset=config["preset"], seed=config["seed"])
             summary_path = run_dir / "summary.json"
             if summary_path.exists():
                 summary = read_json(summary_path)
+                primary = summary.get("primary_metric")
                 row.update(state="finished", metrics=summary["metrics"],
-                           wall_seconds=summary.get("timings", summary).get("wall_seconds"))
+                           wall_seconds=summary.get("timings", summary).get("wall_seconds"), primary_metric=primary,
+                           primary_value=summary_value(summary, primary) if primary else None)
             else:
                 row["state"] = "checkpointed" if (run_dir / "checkpoints" / "last.pt").exists() else "incomplete"
         except (DojoError, KeyError, TypeError, AttributeError) as exc:

@@ -8,7 +8,8 @@ Run directory layout::
 
     config.json        experiment, preset, seed and the resolved config
     metrics.jsonl      one JSON object per logged step
-    checkpoints/last.pt
+    checkpoints/last.pt  every `checkpoint_every_seconds` and on Ctrl-C / SIGTERM (none in a run that
+                       finished within the first interval; a longer finished run keeps its last one)
     decisions.json     values the run chose for itself (e.g. epochs that fit its time budget)
     figures/*.png      pictures for the report
     tables/*.json      small tables for the report

@@ -24,6 +24,7 @@ a per-token average. With `beam_width` 1 beam search is exactly greedy search (t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -126,8 +127,10 @@ def beam_search(model: Seq2SeqModel, src: torch.Tensor, src_lengths: torch.Tenso
 
 @torch.no_grad()
 def translate_ids(model: Seq2SeqModel, src_ids: list[list[int]], batch_size: int = 64, beam_width: int = 1,
-                  max_len: int | None = None, length_penalty: float = 1.0) -> list[list[int]]:
-    """Decode every source sentence (batched by similar length); output ids in input order."""
+                  max_len: int | None = None, length_penalty: float = 1.0,
+                  progress: Callable[[int], Any] | None = None) -> list[list[int]]:
+    """Decode every source sentence (batched by similar length); output ids in input order. `progress(n)` is
+    called after each batch with its number of sentences (e.g. a progress bar's `update`)."""
     if hasattr(model, "eval"):
         model.eval()
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
@@ -143,23 +146,28 @@ def translate_ids(model: Seq2SeqModel, src_ids: list[list[int]], batch_size: int
             hyps = beam_search(model, src, src_lengths, beam_width, limit, length_penalty)
         for i, hyp in zip(index, hyps):
             outputs[order[i]] = hyp
+        if progress is not None:
+            progress(len(index))
     return outputs
 
 
 def translate_corpus(model: Seq2SeqModel, pairs: list[Pair] | list[list[int]], tgt_vocab: Vocab, batch_size: int = 64,
-                     beam_width: int = 1, max_len: int | None = None, length_penalty: float = 1.0) -> list[list[str]]:
+                     beam_width: int = 1, max_len: int | None = None, length_penalty: float = 1.0,
+                     progress: Callable[[int], Any] | None = None) -> list[list[str]]:
     """Translate the sources of `pairs` ((src_ids, tgt_ids) tuples, or bare src id lists) into tokens."""
     src_ids = [p[0] if isinstance(p, tuple) else p for p in pairs]
-    hyps = translate_ids(model, src_ids, batch_size, beam_width, max_len, length_penalty)
+    hyps = translate_ids(model, src_ids, batch_size, beam_width, max_len, length_penalty, progress)
     return [tgt_vocab.decode(h) for h in hyps]
 
 
 def corpus_bleu_of(model: Seq2SeqModel, pairs: list[Pair], refs: list[list[str]], tgt_vocab: Vocab,
-                   batch_size: int, beam_width: int = 1, length_penalty: float = 1.0) -> tuple[float, list[list[str]]]:
+                   batch_size: int, beam_width: int = 1, length_penalty: float = 1.0,
+                   progress: Callable[[int], Any] | None = None) -> tuple[float, list[list[str]]]:
     """Translate the sources of `pairs` and score them against `refs` with sacrebleu (tokenize='none')."""
     from dldojo.metrics.bleu import sacrebleu_corpus
 
-    hyps = translate_corpus(model, pairs, tgt_vocab, batch_size, beam_width, length_penalty=length_penalty)
+    hyps = translate_corpus(model, pairs, tgt_vocab, batch_size, beam_width, length_penalty=length_penalty,
+                            progress=progress)
     return sacrebleu_corpus(hyps, refs), hyps
 
 

@@ -282,9 +282,15 @@ def mix_inputs(model: Seq2Seq, src, src_lengths, tgt_in: torch.Tensor, p_gold: f
     return torch.where(keep, tgt_in, predicted)
 
 
-def evaluate_bleu(model: Seq2Seq, pairs, refs, tgt_vocab, cfg: Seq2SeqConfig, beam_width: int):
-    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
-                                   cfg.length_penalty)
+def evaluate_bleu(model: Seq2Seq, pairs, refs, tgt_vocab, cfg: Seq2SeqConfig, beam_width: int,
+                  ctx: RunContext | None = None, what: str = "decoding"):
+    """Corpus BLEU of the translations of `pairs`; with `ctx`, a progress bar `what` over the sentences."""
+    bar = ctx.progress(len(pairs), desc=what, unit="sentence") if ctx is not None else None
+    result = decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                     cfg.length_penalty, progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    return result
 
 
 def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
@@ -354,10 +360,13 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
         model.load_state_dict(decoding.average_state_dicts(state.epoch_states))
     model.eval()
     ctx.save_weights({k: v.clone() for k, v in model.state_dict().items()})  # tied weights: a copy each
-    dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1)
-    test_greedy, greedy_hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=1)
+    dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1, ctx=ctx,
+                                what="dev BLEU, greedy")
+    test_greedy, greedy_hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=1, ctx=ctx,
+                                             what="test BLEU, greedy")
     t0 = time.perf_counter()
-    test_bleu, hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=cfg.beam_width)
+    test_bleu, hyps = evaluate_bleu(model, test, test_refs, data.tgt_vocab, cfg, beam_width=cfg.beam_width, ctx=ctx,
+                                    what=f"test BLEU, beam {cfg.beam_width}")
     ctx.add_timings(test_beam_seconds=time.perf_counter() - t0, train_seconds=state.train_seconds,
                     train_tokens_per_second=state.train_tokens / max(state.train_seconds, 1e-9))
     copy_baseline = sacrebleu_corpus([data.dev_src_tokens[i] for i in range(len(dev))], dev_refs)

@@ -356,9 +356,15 @@ def matmul_flops(cfg: TransformerConfig, tgt_vocab_size: int, B: int, S: int, T:
 
 
 def evaluate_bleu(model: Transformer, pairs: list, refs: list[list[str]], tgt_vocab: enja.Vocab,
-                  cfg: TransformerConfig, beam_width: int = 1) -> tuple[float, list[list[str]]]:
-    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
-                                   cfg.length_penalty)
+                  cfg: TransformerConfig, beam_width: int = 1, ctx: RunContext | None = None,
+                  what: str = "decoding") -> tuple[float, list[list[str]]]:
+    """Corpus BLEU of the translations of `pairs`; with `ctx`, a progress bar `what` over the sentences."""
+    bar = ctx.progress(len(pairs), desc=what, unit="sentence") if ctx is not None else None
+    result = decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                     cfg.length_penalty, progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    return result
 
 
 # ----- the experiment -----
@@ -440,15 +446,18 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
     if cfg.average_last > 1 and len(state.snapshots) > 1:
         final_state = copy.deepcopy(model.state_dict())
         model.load_state_dict(decoding.average_state_dicts(state.snapshots))
-        averaged_dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg)
+        averaged_dev_bleu, _ = evaluate_bleu(model, data.dev, data.dev_refs, data.tgt_vocab, cfg, ctx=ctx,
+                                             what=f"dev BLEU, average of the last {len(state.snapshots)} epochs")
         if averaged_dev_bleu > last_dev_bleu:
             averaged = len(state.snapshots)
         else:
             model.load_state_dict(final_state)
         dev_bleu = max(last_dev_bleu, averaged_dev_bleu)
-    test_bleu_greedy, _ = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg)
+    test_bleu_greedy, _ = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg, ctx=ctx,
+                                        what="test BLEU, greedy")
     start = time.perf_counter()
-    test_bleu, test_hyps = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg, cfg.beam_width)
+    test_bleu, test_hyps = evaluate_bleu(model, data.test, data.test_refs, data.tgt_vocab, cfg, cfg.beam_width,
+                                         ctx=ctx, what=f"test BLEU, beam {cfg.beam_width}")
     ctx.add_timings(test_beam_seconds=time.perf_counter() - start, train_seconds=stats["train_seconds"],
                     train_tokens_per_second=stats["tokens"] / max(stats["train_seconds"], 1e-9),
                     train_model_gflops_per_second=stats["flops"] / max(stats["train_seconds"], 1e-9) / 1e9)
