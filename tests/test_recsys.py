@@ -144,3 +144,36 @@ def test_recommend_refuses_what_is_not_a_finished_recsys_run(synthetic_data, tmp
     text_run = run_experiment("seq2seq-gru", preset="smoke", quiet=True, report=False)["run_dir"]
     with pytest.raises(DojoError, match=r"run of seq2seq-gru \(family text\).*recsys family"):
         recommend(text_run, user_id=1)
+
+
+def test_movie_map_names_the_ends_of_each_component():
+    from dldojo.recsys.common import extremes
+
+    xy = np.array([[0.0, 0.0], [5.0, 0.1], [-4.0, 0.2], [0.3, 3.0], [0.1, -6.0], [1.0, 1.0]])
+    assert extremes(xy, per_end=1).tolist() == [1, 2, 3, 4]  # max/min of PC 1, then of PC 2
+    assert sorted(extremes(xy, per_end=10)) == list(range(6))  # each point once
+
+
+def test_movie_map_labels_do_not_overlap():
+    """The greedy placement: in a crowded scatter no two labels overlap and no label covers a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dldojo.engine.plotting import _overlap, _text_box, label_points
+    from dldojo.recsys.common import extremes
+
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.normal(0, 0.3, (40, 2)), rng.normal(0, 1.0, (10, 2))])
+    fig, ax = plt.subplots(figsize=(10, 8))
+    ax.scatter(xy[:, 0], xy[:, 1], s=12)
+    ends = extremes(xy, per_end=4)
+    labels = label_points(ax, xy[ends], [f"A rather long movie title ({k})" for k in range(len(ends))], avoid=xy)
+    renderer = fig.canvas.get_renderer()
+    boxes = [_text_box(a, renderer) for a in labels]
+    assert len(boxes) == len(ends) >= 12
+    assert all(_overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    points = ax.transData.transform(xy)
+    assert not any(b.contains(x, y) for b in boxes for x, y in points)
+    plt.close(fig)

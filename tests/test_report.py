@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import matplotlib
 
@@ -109,3 +110,35 @@ def test_a_real_smoke_run_report(name, synthetic_data):
         assert len(heads) == len(set(heads)), heads
         assert not any("_" in h for h in heads if h not in ("Config",)), heads
         assert not re.search(r">-?\d+\.0000<", page)
+
+
+def test_a_per_step_curve_is_logged_at_a_bounded_number_of_steps(tmp_path):
+    """`log_sampled`: the first step, every k-th and the last, at most ~CURVE_POINTS records however long the run."""
+    from dldojo.engine.files import read_jsonl
+    from dldojo.engine.run import CURVE_POINTS, RunContext
+
+    for total in (7, 1000, 123_457):
+        run_dir = tmp_path / str(total)
+        run_dir.mkdir()
+        ctx = RunContext(run_dir, "collab-bias", "smoke", 0, quiet=True)
+        for step in range(1, total + 1):
+            ctx.log_sampled(step, total, lr=step / total)
+        steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")]
+        assert steps[0] == 1 and steps[-1] == total and steps == sorted(set(steps))
+        assert len(steps) == total if total <= CURVE_POINTS else CURVE_POINTS // 2 < len(steps) <= CURVE_POINTS + 2
+
+
+def test_the_one_cycle_warm_up_shows_in_the_logged_learning_rate(synthetic_data):
+    """fit logs the learning rate of a scheduled loop per step (not once an epoch, which hid the warm-up):
+    collab-bias's one-cycle rises from lr/25 to its peak and falls again within its first epoch."""
+    from dldojo.engine.files import read_jsonl
+    from dldojo.engine.launch import run_experiment
+
+    summary = run_experiment("collab-bias", preset="smoke", quiet=True, report=False)
+    records = read_jsonl(Path(summary["run_dir"]) / "metrics.jsonl")
+    lrs = [r["lr"] for r in records if "lr" in r]
+    epochs = [r for r in records if "epoch" in r]
+    assert len(lrs) > 2 * len(epochs)
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < len(lrs) - 1 and lrs[0] < max(lrs) / 10 and lrs[-1] < max(lrs) / 2
+    assert all(a < b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))  # the warm-up: rising step by step

@@ -213,6 +213,31 @@ def test_policy_gradient_loss_is_the_score_function_estimator():
         torch.testing.assert_close(g, e)
 
 
+
+@pytest.mark.parametrize("name", ["reinforce-cartpole", "a2c-cartpole"])
+@pytest.mark.parametrize("solves", [False, True])
+def test_policy_gradient_solve_point_only_when_solved_and_a_full_bar(name, solves, synthetic_data, capsys):
+    """The smoke budget (400 steps) cannot solve CartPole: no solve point, not the budget as one. With a threshold
+    of 10 the run solves within a few episodes and stops there; either way the bar ends at 100 % saying why."""
+    from dldojo.cli import main
+
+    sets = ["--set", "solve_threshold=10", "--set", "solve_window=2"] if solves else []
+    assert main(["run", name, "--preset", "smoke", "--json", "--no-report", *sets]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out.splitlines()[-1])
+    metrics, timings = summary["metrics"], summary["timings"]
+    assert metrics["train_solved"] == float(solves)
+    assert ("train_steps_to_solve" in metrics) == solves == ("time_to_solve_seconds" in timings)
+    steps = int(metrics["train_steps"])
+    if solves:
+        assert metrics["train_steps_to_solve"] == steps < 400  # stop_when_solved: the solve point ends the run
+    else:
+        assert steps >= 400
+    bar = [line for line in err.splitlines() if line.startswith(f"{name} train")]
+    assert "100%" in bar[-1] and f"{steps}/{steps}" in bar[-1] and ("solved" if solves else "step budget") in bar[-1]
+    evaluation = [line for line in err.splitlines() if line.startswith(f"{name} greedy evaluation")]
+    assert evaluation and "100%" in evaluation[-1] and "3/3" in evaluation[-1], evaluation  # smoke: 3 episodes
+
 # ----- A3C -----
 def test_a3c_workers_update_one_shared_model(synthetic_data):
     summary = run_experiment("a3c-cartpole", preset="smoke", seed=0, quiet=True, report=False,

@@ -51,10 +51,12 @@ def fit(
     `train` is either a tuple of equally long tensors (indexed directly: fastest) or a map-style
     Dataset (loaded through a DataLoader). `loss_fn(model, batch)` returns the mean loss of a batch.
     `scheduler.step()` is called after every optimiser step, then `on_step(step)` (e.g. weight
-    averaging). `evaluate()` runs every `eval_every` epochs and after the last one, with the model in
-    eval mode and gradients off. `epochs` may be fractional (9.9 epochs = ceil(9.9 · steps per epoch)
-    steps); `drop_last` skips each epoch's incomplete last batch. Objects in `extra_state` (anything with
-    `state_dict()` / `load_state_dict()`) are checkpointed and loaded in place with the model.
+    averaging); with a scheduler the learning rate of the first parameter group is logged as `lr` at up to
+    ~500 evenly spaced steps (`ctx.log_sampled`), so the report shows the warm-up, else once an epoch.
+    `evaluate()` runs every `eval_every` epochs and after the last one, with the model in eval mode and
+    gradients off. `epochs` may be fractional (9.9 epochs = ceil(9.9 · steps per epoch) steps); `drop_last`
+    skips each epoch's incomplete last batch. Objects in `extra_state` (anything with `state_dict()` /
+    `load_state_dict()`) are checkpointed and loaded in place with the model.
     """
     is_tensors = isinstance(train, tuple | list)
     n = len(train[0]) if is_tensors else len(train)  # type: ignore[arg-type]
@@ -87,12 +89,15 @@ def fit(
             loss.backward()
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            lr = optimizer.param_groups[0]["lr"] if optimizer.param_groups else None  # this step's
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             step += 1
             if on_step is not None:
                 on_step(step)
+            if scheduler is not None and lr is not None:  # the schedule, warm-up included, not once an epoch
+                ctx.log_sampled(step, total_steps, lr=lr)
             loss_value = loss.item()
             ctx.check_finite(loss_value, step)
             state["loss_sum"] += loss_value
@@ -108,7 +113,7 @@ def fit(
                         state["metrics"] = evaluate()
                     model.train()
                     record.update(state["metrics"])
-                if optimizer.param_groups:
+                if scheduler is None and optimizer.param_groups:  # constant: once an epoch is enough
                     record["lr"] = optimizer.param_groups[0]["lr"]
                 ctx.log(step, **record)
                 state["loss_sum"], state["loss_count"] = 0.0, 0

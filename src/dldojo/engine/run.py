@@ -128,6 +128,9 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "commit": commit}
 
 
+CURVE_POINTS = 500
+"""At most about this many points of a curve logged every step (`RunContext.log_sampled`), e.g. the learning rate."""
+
 LOG_INTERVAL_SECONDS = 20.0
 """Seconds between two progress lines where stderr is not a terminal (a log file, `2>&1 | tee`)."""
 
@@ -158,7 +161,8 @@ class RunContext:
       `seed_for(name)`: an integer seed for an environment or a per-epoch shuffle, derived the same way
     - `restore(state)` -> step to continue from (state loaded in place on `--resume`);
       `tick(step, state)`: call once per step, checkpoints `state` when due and stops on Ctrl-C
-    - `log(step, **metrics)`, `progress(total, desc)`, `check_finite(loss, step)`
+    - `log(step, **metrics)`; `log_sampled(step, total, **metrics)` for a per-step curve (the learning rate)
+      at a bounded number of points; `progress(total, desc)`, `check_finite(loss, step)`
     - `add_facts(**kv)` / `add_timings(**kv)`: the summary's `facts` (parameters, MACs, choices) and
       `timings` (seconds, throughput); the metrics `run` returns are only what the seed determines
     - `decide(name, choose)`: a value chosen once per run (kept for `--resume`), e.g. budgeted epochs
@@ -245,6 +249,15 @@ class RunContext:
                            torch.is_tensor(v) else v) for k, v in metrics.items()})
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+
+    def log_sampled(self, step: int, total_steps: int, points: int = CURVE_POINTS, **metrics: float) -> None:
+        """`log(step, **metrics)` at the first step, every ceil(total_steps / points)-th step and the last: a
+        value that changes every step (a learning-rate schedule, warm-up included) drawn with at most
+        ~`points` + 2 records, whatever the run's length. Which steps are logged depends only on the step, so
+        a resumed run logs the same ones."""
+        every = max(1, math.ceil(total_steps / max(points, 1)))
+        if step == 1 or step % every == 0 or step == total_steps:
+            self.log(step, **metrics)
 
     def history(self, *keys: str, run: Any = None) -> dict[str, list]:
         """The logged series of this run (or of `run`: a sub-run handle or a run directory): the records that

@@ -16,12 +16,14 @@ import torch
 
 from dldojo.data import movielens
 from dldojo.engine.errors import DojoError
+from dldojo.engine.plotting import label_points
 from dldojo.engine.reload import LoadedRun, load_run
 from dldojo.engine.run import RunContext
 from dldojo.metrics import mse, rmse
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 SHAPE_FILE = "shape.json"
+PCA_LABELS_PER_END = 4  # movies named at each end of each principal component in the movie-factor map
 
 
 def load_split(split: str, max_ratings: int = 0, split_seed: int = 42, report_user: int | None = None):
@@ -74,11 +76,14 @@ def report_pictures(ctx: RunContext, data: movielens.MovieLens, train: movielens
         centred = item_factors - item_factors.mean(0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)  # principal axes of all movie factors
         xy = centred[popular] @ vt[:2].T
-        fig, ax = plt.subplots(figsize=(11, 9))
-        ax.scatter(xy[:, 0], xy[:, 1], s=12, c="tab:blue")
-        for (x, y), i in zip(xy, popular):
-            ax.annotate(data.titles[i] if i < len(data.titles) else str(i), (x, y), fontsize=7)
-        ax.set_title(f"Movie factors of the {top_movies} most-rated movies, first two principal components")
+        ends = extremes(xy, per_end=PCA_LABELS_PER_END)
+        fig, ax = plt.subplots(figsize=(10, 8))
+        ax.scatter(xy[:, 0], xy[:, 1], s=12, c="0.6")
+        ax.scatter(xy[ends, 0], xy[ends, 1], s=16, c="tab:blue")
+        label_points(ax, xy[ends], [data.titles[i] if i < len(data.titles) else str(i) for i in popular[ends]],
+                     avoid=xy)
+        ax.set_title(f"Movie factors of the {len(popular)} most-rated movies, first two principal components\n"
+                     f"(named: the {PCA_LABELS_PER_END} at each end of each component)")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ctx.save_figure(fig, "movie_factors_pca")
@@ -104,6 +109,14 @@ def report_pictures(ctx: RunContext, data: movielens.MovieLens, train: movielens
             enumerate(top_n(predict, data, user, 10))]
     ctx.save_table(f"top10_user{user + 1}", rows, f"Top-10 unseen movies for user {user + 1} "
                                                   f"(movies with >= 10 ratings).")
+
+
+def extremes(xy: np.ndarray, per_end: int) -> np.ndarray:
+    """Row indices of the `per_end` lowest and highest points along each column of `xy`, each once, the most
+    extreme first (the points worth naming in a scatter plot: the ends of its axes)."""
+    order = [np.argsort(xy[:, d]) for d in range(xy.shape[1])]
+    ranked = [int(i) for k in range(min(per_end, len(xy))) for o in order for i in (o[-k - 1], o[k])]
+    return np.array(list(dict.fromkeys(ranked)), dtype=int)
 
 
 def check_user(data: movielens.MovieLens, user: int) -> None:

@@ -303,7 +303,7 @@ def run(ctx: RunContext, cfg: A3CConfig) -> dict[str, float]:
         metrics.update(eval_a2c_return_mean=a2c.metrics["eval_return_mean"],
                        train_a2c_solved=a2c.metrics["train_solved"])
         ctx.add_timings(a2c_train_seconds=a2c.timings["train_seconds"])
-        if a2c.metrics["train_solved"]:  # A2C reports its budget as the "solve point" of a run that did not solve
+        if a2c.metrics["train_solved"]:  # only a run that solved has a solve point
             metrics.update(train_a2c_steps_to_solve=a2c.metrics["train_steps_to_solve"])
             ctx.add_timings(a2c_time_to_solve_seconds=a2c.timings["time_to_solve_seconds"])
 
@@ -313,7 +313,8 @@ def run(ctx: RunContext, cfg: A3CConfig) -> dict[str, float]:
     ctx.log(step, shared_updates=sum(updates))
     act = greedy_policy(s.model)
     seed = ctx.seed_for("eval/final")
-    eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed)
+    eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed,
+                                   progress=ctx.progress(cfg.eval_episodes, "greedy evaluation", unit="episode"))
     ctx.save_weights(s.model.state_dict())
     curves = {f"A3C ({cfg.num_workers} worker processes)": s.curve, **curves}
     common.plot_learning_curves(ctx, curves, name="a3c_vs_a2c", threshold=cfg.solve_threshold,

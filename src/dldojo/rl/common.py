@@ -9,8 +9,9 @@
   environment's own RNG never needs saving. (`env_snapshot` / `env_restore` are its parts.)
 - `Curve`, `BestSoFar`, `Stopwatch`: a learning curve, the best network so far (model selection) and the
   seconds spent training, as loop state (`state_dict` / `load_state_dict`, loaded in place).
-- `evaluate(act, env_id, episodes, seed)`: `episodes` greedy episodes run side by side (one batched
-  forward pass per time step), episode i seeded with `seed + i`; returns the episode returns.
+- `evaluate(act, env_id, episodes, seed, progress=None)`: `episodes` greedy episodes run side by side (one
+  batched forward pass per time step), episode i seeded with `seed + i`, optionally counted on a progress bar;
+  returns the episode returns.
 - `plot_learning_curves(...)`: episode return against environment steps and against wall time.
 - `render_cartpole(states)`: frames drawn with matplotlib from the CartPole state (x, ẋ, θ, θ̇) — the
   same geometry as gymnasium's pygame renderer, without needing pygame — saved as a GIF and a PNG strip.
@@ -178,8 +179,9 @@ class Stopwatch:
         self.before, self.t0 = float(saved["seconds"]), time.perf_counter()
 
 
-def evaluate(act: Act, env_id: str, episodes: int, seed: int) -> np.ndarray:
-    """Returns of `episodes` episodes under `act` (greedy for evaluation), episode i seeded with seed + i."""
+def evaluate(act: Act, env_id: str, episodes: int, seed: int, progress: Any = None) -> np.ndarray:
+    """Returns of `episodes` episodes under `act` (greedy for evaluation), episode i seeded with seed + i.
+    `progress`: a progress bar (`ctx.progress(episodes, ...)`), advanced as episodes end and closed at the end."""
     envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)
@@ -193,8 +195,12 @@ def evaluate(act: Act, env_id: str, episodes: int, seed: int) -> np.ndarray:
             obs[j] = obs_j
             if terminated or truncated:
                 alive[j] = False
+                if progress is not None:
+                    progress.update(1)
     for env in envs:
         env.close()
+    if progress is not None:
+        progress.close()
     return returns
 
 

@@ -18,10 +18,10 @@ stepped in lock-step:
 Bootstrapping stops where the pole fell (terminated); at the time limit (truncated) γ V(s_final) is added
 to the last reward, since the state itself was not terminal.
 
-Metrics: `eval_return_mean` over 100 greedy episodes (argmax π) of the final policy and
-`train_steps_to_solve` (when the mean of the last `solve_window` training episodes first reached
-`solve_threshold`; censored at the budget, with `train_solved` = 0, when it never did); the timings hold
-`time_to_solve_seconds`, censored the same way.
+Metrics: `eval_return_mean` over 100 greedy episodes (argmax π) of the final policy, `train_solved` (1 or 0)
+and, only for a run that solved, `train_steps_to_solve` (when the mean of the last `solve_window` training
+episodes first reached `solve_threshold`) with the timing `time_to_solve_seconds`: a run that used up its
+step budget without solving has no solve point (`train_steps` and `train_seconds` say how far it got).
 Reference: rl-baselines3-zoo A2C CartPole-v1 (8 envs, 5-step rollouts) reaches the maximum 500.
 """
 
@@ -166,23 +166,35 @@ def finish(ctx: RunContext, cfg: PGConfig, model: ActorCritic, label: str, s: Si
     """Greedy evaluation, weights, learning curves and a rendered episode; returns the metrics."""
     act = greedy_policy(model)
     seed = ctx.seed_for("eval/final")
-    eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed)
+    eval_returns = common.evaluate(act, cfg.env_id, cfg.eval_episodes, seed=seed,
+                                   progress=ctx.progress(cfg.eval_episodes, "greedy evaluation", unit="episode"))
     ctx.save_weights(model.state_dict())
     common.plot_learning_curves(ctx, {label: s.curve}, threshold=cfg.solve_threshold, window=cfg.solve_window,
                                 title=f"{label} on {cfg.env_id}")
     states, ret = common.rollout_states(act, cfg.env_id, seed=seed)
     common.render_cartpole(ctx, states, title=f"greedy {label} policy, return {ret:g}")
-    ctx.add_timings(time_to_solve_seconds=s.solved_seconds if s.solved_step else s.clock.seconds,
-                    train_seconds=s.clock.seconds)
+    ctx.add_timings(train_seconds=s.clock.seconds)
+    solved = {}
+    if s.solved_step:  # a run that never solved has no solve point: its budget is not one
+        ctx.add_timings(time_to_solve_seconds=s.solved_seconds)
+        solved = {"train_steps_to_solve": float(s.solved_step)}
     return {"eval_return_mean": float(eval_returns.mean()), "eval_return_std": float(eval_returns.std()),
-            "train_solved": float(s.solved_step > 0), "train_steps_to_solve": float(s.solved_step or step),
-            "train_steps": float(step), "train_episodes": float(s.episodes)}
+            "train_solved": float(s.solved_step > 0), **solved, "train_steps": float(step),
+            "train_episodes": float(s.episodes)}
 
 
 def loop_state(model: ActorCritic, optimizer: torch.optim.Optimizer, **more) -> SimpleNamespace:
     """What REINFORCE and A2C checkpoint: model, optimiser, curve, counters, the solve point, the clock."""
     return SimpleNamespace(model=model, optimizer=optimizer, curve=common.Curve(), clock=common.Stopwatch(),
                            episodes=0, solved_step=0, solved_seconds=0.0, **more)
+
+
+def end_bar(bar, s: SimpleNamespace, step: int) -> None:
+    """Close the training bar at 100 % where the loop really stopped (the solve point ends it early, the last
+    episode may overshoot the budget), saying why."""
+    bar.total = step
+    bar.set_postfix_str("solved" if s.solved_step else "step budget")
+    bar.close()
 
 
 def update(model: ActorCritic, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
@@ -237,7 +249,7 @@ def run_reinforce(ctx: RunContext, cfg: PGConfig) -> dict[str, float]:
         bar.update(len(rewards))
         bar.set_postfix(ret=f"{sum(rewards):.0f}", mean=f"{np.mean(s.curve['return'][-cfg.solve_window:]):.0f}")
         ctx.tick(s.episodes, s)
-    bar.close()
+    end_bar(bar, s, s.env_steps)
     return finish(ctx, cfg, model, "REINFORCE", s, s.env_steps)
 
 
@@ -298,7 +310,7 @@ def run_a2c(ctx: RunContext, cfg: PGConfig) -> dict[str, float]:
         if s.curve["return"]:
             bar.set_postfix(mean=f"{np.mean(s.curve['return'][-cfg.solve_window:]):.0f}")
         ctx.tick(step, s)
-    bar.close()
+    end_bar(bar, s, step)
     ctx.log(step, **s.losses)
     return finish(ctx, cfg, model, "A2C", s, step)
 

@@ -333,6 +333,7 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
             state.batch_in_epoch += 1
             loss_value = loss.item()
             ctx.check_finite(loss_value, step)
+            ctx.log_sampled(step, steps_estimate, lr=optimizer.param_groups[0]["lr"])  # the schedule with its warm-up
             state.loss_sum += loss_value * n_tokens
             state.token_count += n_tokens
             state.train_seconds += time.perf_counter() - t0
@@ -344,7 +345,7 @@ def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:
                 model.eval()
                 dev_bleu, _ = evaluate_bleu(model, dev, dev_refs, data.tgt_vocab, cfg, beam_width=1)
                 record = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.token_count, 1),
-                          "dev_bleu": dev_bleu, "lr": optimizer.param_groups[0]["lr"],
+                          "dev_bleu": dev_bleu,
                           "train_tokens_per_second": state.train_tokens / max(state.train_seconds, 1e-9)}
                 state.history.append(record)
                 ctx.log(step, **record)

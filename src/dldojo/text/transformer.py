@@ -417,6 +417,7 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
             stats["train_seconds"] += time.perf_counter() - start
             step += 1
             ctx.check_finite(loss_value, step, hint="For the transformer try --set lr=5e-4 or more warmup_steps.")
+            ctx.log_sampled(step, total_steps, lr=optimizer.param_groups[0]["lr"])  # the schedule with its warm-up
             real_src, real_tgt = int((src != enja.PAD).sum()), int((tgt_out != enja.PAD).sum())
             stats["tokens"] += real_src + real_tgt
             stats["flops"] += matmul_flops(cfg, len(data.tgt_vocab), src.size(0), src.size(1), tgt_in.size(1),
@@ -432,7 +433,7 @@ def run(ctx: RunContext, cfg: TransformerConfig) -> dict[str, float]:
                 state.snapshots = (state.snapshots + [{k: v.detach().clone() for k, v in model.state_dict().items()}]
                                    )[-max(cfg.average_last, 1):]
                 ctx.log(step, epoch=epoch + 1, train_loss=stats["loss_sum"] / stats["loss_count"],
-                        dev_bleu=state.dev_bleu, lr=optimizer.param_groups[0]["lr"],
+                        dev_bleu=state.dev_bleu,
                         train_tokens_per_second=stats["tokens"] / stats["train_seconds"])
                 stats["loss_sum"], stats["loss_count"] = 0.0, 0.0
                 model.train()

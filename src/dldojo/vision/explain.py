@@ -477,7 +477,7 @@ def explain(run_dir: str | Path | None, image_path: str | Path, method: str = "a
     paths = []
     for filename, panels in figures:
         fig = explanation_figure(pixels, panels, *labels)
-        fig.savefig(out_dir / filename, dpi=120)
+        fig.savefig(out_dir / filename, dpi=120, bbox_inches="tight")
         plt.close(fig)
         paths.append(out_dir / filename)
     return ExplainResult(paths, top, c, classes[c], layer_name,

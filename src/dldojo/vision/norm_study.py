@@ -92,6 +92,7 @@ import copy
 import dataclasses
 import math
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -675,8 +676,7 @@ def save_figure(ctx: RunContext, cfg: NormStudyConfig, cells: dict[tuple, dict])
                             textcoords="offset points")
         low = min(a[0] - a[1] for a in acc)
         ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(a[0] + a[1] for a in acc) + 0.05))
-        ax.set_xticks(range(len(names)), [DROPOUT_LABELS[v].replace(" + ", "\n+ ").replace(", ", ",\n")
-                                          for v in names], fontsize=7)
+        ax.set_xticks(range(len(names)), [textwrap.fill(DROPOUT_LABELS[v], 14) for v in names], fontsize=7)
         ax.set(ylabel="test accuracy", title=f"dropout p={cfg.dropout} with and without BN (batch "
                                              f"{cfg.dropout_batch_size})")
         ax.grid(alpha=0.3, axis="y")
