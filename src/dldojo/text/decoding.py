@@ -162,12 +162,16 @@ def translate_corpus(model: Seq2SeqModel, pairs: list[Pair] | list[list[int]], t
 
 def corpus_bleu_of(model: Seq2SeqModel, pairs: list[Pair], refs: list[list[str]], tgt_vocab: Vocab,
                    batch_size: int, beam_width: int = 1, length_penalty: float = 1.0,
-                   progress: Callable[[int], Any] | None = None) -> tuple[float, list[list[str]]]:
-    """Translate the sources of `pairs` and score them against `refs` with sacrebleu (tokenize='none')."""
+                   ctx: RunContext | None = None, what: str = "decoding") -> tuple[float, list[list[str]]]:
+    """Translate the sources of `pairs` and score them against `refs` with sacrebleu (tokenize='none');
+    with `ctx`, a progress bar `what` over the sentences."""
     from dldojo.metrics.bleu import sacrebleu_corpus
 
+    bar = ctx.progress(len(pairs), desc=what, unit="sentence") if ctx is not None else None
     hyps = translate_corpus(model, pairs, tgt_vocab, batch_size, beam_width, length_penalty=length_penalty,
-                            progress=progress)
+                            progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
     return sacrebleu_corpus(hyps, refs), hyps
 
 

@@ -285,12 +285,8 @@ def mix_inputs(model: Seq2Seq, src, src_lengths, tgt_in: torch.Tensor, p_gold: f
 def evaluate_bleu(model: Seq2Seq, pairs, refs, tgt_vocab, cfg: Seq2SeqConfig, beam_width: int,
                   ctx: RunContext | None = None, what: str = "decoding"):
     """Corpus BLEU of the translations of `pairs`; with `ctx`, a progress bar `what` over the sentences."""
-    bar = ctx.progress(len(pairs), desc=what, unit="sentence") if ctx is not None else None
-    result = decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
-                                     cfg.length_penalty, progress=bar.update if bar is not None else None)
-    if bar is not None:
-        bar.close()
-    return result
+    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                   cfg.length_penalty, ctx=ctx, what=what)
 
 
 def train_seq2seq(ctx: RunContext, cfg: Seq2SeqConfig) -> dict[str, float]:

@@ -359,12 +359,8 @@ def evaluate_bleu(model: Transformer, pairs: list, refs: list[list[str]], tgt_vo
                   cfg: TransformerConfig, beam_width: int = 1, ctx: RunContext | None = None,
                   what: str = "decoding") -> tuple[float, list[list[str]]]:
     """Corpus BLEU of the translations of `pairs`; with `ctx`, a progress bar `what` over the sentences."""
-    bar = ctx.progress(len(pairs), desc=what, unit="sentence") if ctx is not None else None
-    result = decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
-                                     cfg.length_penalty, progress=bar.update if bar is not None else None)
-    if bar is not None:
-        bar.close()
-    return result
+    return decoding.corpus_bleu_of(model, pairs, refs, tgt_vocab, cfg.eval_batch_size, beam_width,
+                                   cfg.length_penalty, ctx=ctx, what=what)
 
 
 # ----- the experiment -----

@@ -62,7 +62,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from dldojo.engine.errors import DojoError, did_you_mean
-from dldojo.vision.lite import efficientnet_lite0
+from dldojo.vision.lite import LITE0_STAGES, efficientnet_lite0
 
 Stem = Literal["cifar", "imagenet"]
 STEMS = ("cifar", "imagenet")
@@ -698,16 +698,9 @@ class MBConv(nn.Module):
         return self.block(x)
 
 
-# (expansion t, kernel, first stride, output channels, repeats) — Tan & Le (2019), Table 1 (B0).
-EFFICIENTNET_B0_STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
+# (expansion t, kernel, first stride, output channels, repeats) — Tan & Le (2019), Table 1 (B0); the Lite
+# variants keep B0's stages, so the table lives once, in vision/lite.py
+EFFICIENTNET_B0_STAGES = LITE0_STAGES
 
 
 class EfficientNet(nn.Module):
