@@ -1,0 +1,246 @@
+"""Association rules: support, confidence, lift; frequent itemsets by Apriori and by FP-growth (teaching code).
+
+M transactions (market baskets; here: the movies one user liked), σ(S) = the number of transactions that
+contain every item of the itemset S. For a rule X ⇒ Y (X, Y disjoint):
+
+    support(X ⇒ Y)    = σ(X ∪ Y) / M                  how often the rule applies at all
+    confidence(X ⇒ Y) = σ(X ∪ Y) / σ(X)               an estimate of P(Y | X)
+    lift(X ⇒ Y)       = confidence(X ⇒ Y) / (σ(Y) / M)  P(Y | X) / P(Y): 1 = independent, > 1 = X raises Y
+
+Mining first finds every frequent itemset (σ(S) ≥ a minimum count), then splits each one into rules.
+Both algorithms rest on downward closure: every subset of a frequent itemset is frequent.
+
+- Apriori (Agrawal & Srikant 1994): level by level. Candidates of size k + 1 are joined from two frequent
+  k-itemsets that share their first k − 1 items, and pruned when any of their k-subsets is not frequent
+  (it cannot be frequent itself); the survivors are counted in one pass over the database.
+- FP-growth (Han, Pei & Yin 2000): no candidates. The transactions, each reduced to its frequent items in
+  order of decreasing frequency, are stored as a prefix tree (FP-tree) whose shared prefixes hold counts; for
+  each item, the paths that end in it (its conditional pattern base) form a smaller FP-tree that is mined
+  recursively, every itemset found there extended by that item.
+
+Results are dicts {itemset (sorted tuple of items): σ}; `association_rules` turns them into rules. Tested
+equal to `mlxtend.frequent_patterns` (apriori, fpgrowth, association_rules) on MovieLens-100k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
+
+Itemset = tuple
+Transactions = Sequence[Iterable[Hashable]]
+
+
+# ----- the three measures, from their definitions -----
+def sigma(transactions: Transactions, itemset: Iterable[Hashable]) -> int:
+    """σ(S): the number of transactions containing every item of S."""
+    wanted = set(itemset)
+    return sum(wanted <= set(t) for t in transactions)
+
+
+def support(transactions: Transactions, antecedent: Iterable[Hashable], consequent: Iterable[Hashable]) -> float:
+    return sigma(transactions, {*antecedent, *consequent}) / len(transactions)
+
+
+def confidence(transactions: Transactions, antecedent: Iterable[Hashable], consequent: Iterable[Hashable]) -> float:
+    return sigma(transactions, {*antecedent, *consequent}) / sigma(transactions, antecedent)
+
+
+def lift(transactions: Transactions, antecedent: Iterable[Hashable], consequent: Iterable[Hashable]) -> float:
+    return confidence(transactions, antecedent, consequent) / (sigma(transactions, consequent) / len(transactions))
+
+
+def min_count(min_support: float, n_transactions: int) -> int:
+    """The smallest count c with c / M ≥ min_support (what "support ≥ min_support" means in counts)."""
+    c = max(0, math.ceil(min_support * n_transactions))
+    while c > 0 and (c - 1) / n_transactions >= min_support:
+        c -= 1
+    while c / n_transactions < min_support:
+        c += 1
+    return max(c, 1)
+
+
+def one_hot(transactions: Transactions, items: Sequence[Hashable] | None = None) -> tuple[np.ndarray, list]:
+    """(M × items boolean matrix, the items in column order: sorted unless given)."""
+    items = sorted({i for t in transactions for i in t}) if items is None else list(items)
+    column = {item: j for j, item in enumerate(items)}
+    matrix = np.zeros((len(transactions), len(items)), dtype=bool)
+    for r, t in enumerate(transactions):
+        matrix[r, [column[i] for i in t if i in column]] = True
+    return matrix, items
+
+
+# ----- Apriori -----
+@dataclasses.dataclass
+class AprioriLevel:
+    """What one level of Apriori did: candidates joined, pruned by a subset, counted, found frequent."""
+
+    size: int
+    joined: int
+    pruned: int
+    counted: int
+    frequent: int
+
+
+def apriori_candidates(level: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], int, int]:
+    """Join frequent k-itemsets (sorted tuples, in sorted order) that share their first k − 1 items; prune
+    every candidate with an infrequent k-subset. Returns (candidates, joined, pruned)."""
+    frequent = set(level)
+    candidates, joined = [], 0
+    for _, group in itertools.groupby(level, key=lambda s: s[:-1]):
+        group = list(group)
+        for a, b in itertools.combinations(group, 2):  # same prefix, last items a[-1] < b[-1]
+            joined += 1
+            candidate = a + b[-1:]
+            if all(candidate[:i] + candidate[i + 1:] in frequent for i in range(len(candidate) - 2)):
+                candidates.append(candidate)  # (dropping either of the last two items gives a or b: frequent)
+    return candidates, joined, joined - len(candidates)
+
+
+def count_candidates(matrix: np.ndarray, candidates: Sequence[tuple[int, ...]],
+                     chunk_cells: int = 1 << 24) -> np.ndarray:
+    """σ of every candidate: one pass over the transactions (rows of `matrix`), in chunks of candidates."""
+    if not candidates:
+        return np.zeros(0, dtype=np.int64)
+    columns = np.array(candidates, dtype=np.int64)
+    per_chunk = max(1, chunk_cells // (matrix.shape[0] * columns.shape[1]))
+    return np.concatenate([matrix[:, columns[s:s + per_chunk]].all(axis=2).sum(axis=0)
+                           for s in range(0, len(columns), per_chunk)]).astype(np.int64)
+
+
+def apriori(transactions: Transactions, min_count: int, max_size: int = 0,
+            levels: list[AprioriLevel] | None = None) -> dict[Itemset, int]:
+    """Every itemset contained in at least `min_count` transactions, level by level (`max_size` > 0 stops
+    there); `levels`, when given, receives one `AprioriLevel` per size."""
+    matrix, items = one_hot(transactions)
+    counts = matrix.sum(0)
+    keep = np.flatnonzero(counts >= min_count)  # L1; the matrix shrinks to the frequent items' columns
+    matrix = matrix[:, keep]
+    found = {(int(j),): int(counts[keep[j]]) for j in range(len(keep))}
+    if levels is not None:
+        levels.append(AprioriLevel(1, len(items), 0, len(items), len(found)))
+    level, size = sorted(found), 1
+    while level and (not max_size or size < max_size):
+        candidates, joined, pruned = apriori_candidates(level)
+        sigmas = count_candidates(matrix, candidates)
+        level = [c for c, n in zip(candidates, sigmas) if n >= min_count]
+        found.update({c: int(n) for c, n in zip(candidates, sigmas) if n >= min_count})
+        size += 1
+        if levels is not None and joined:
+            levels.append(AprioriLevel(size, joined, pruned, len(candidates), len(level)))
+    return {tuple(items[keep[j]] for j in itemset): n for itemset, n in found.items()}
+
+
+# ----- FP-growth -----
+class FPNode:
+    __slots__ = ("item", "count", "parent", "children", "link")
+
+    def __init__(self, item: int | None, parent: FPNode | None):
+        self.item, self.count, self.parent = item, 0, parent
+        self.children: dict[int, FPNode] = {}
+        self.link: FPNode | None = None  # the next node of the same item (the header table's chain)
+
+
+def fp_tree(paths: Iterable[tuple[Sequence[int], int]], min_count: int) -> tuple[FPNode, dict[int, list]]:
+    """Build an FP-tree from (items, count) paths: each path reduced to its frequent items, ordered by
+    decreasing count (ties: item order), inserted sharing prefixes. Returns (root, header) with
+    header[item] = [σ(item), first node of the item's chain]."""
+    paths = list(paths)
+    counts: dict[int, int] = {}
+    for items, n in paths:
+        for i in items:
+            counts[i] = counts.get(i, 0) + n
+    rank = {i: (-c, i) for i, c in counts.items() if c >= min_count}
+    root, header = FPNode(None, None), {i: [counts[i], None] for i in rank}
+    if not rank:
+        return root, header
+    for items, n in paths:
+        node = root
+        for i in sorted((i for i in items if i in rank), key=rank.__getitem__):
+            child = node.children.get(i)
+            if child is None:
+                child = node.children[i] = FPNode(i, node)
+                child.link, header[i][1] = header[i][1], child
+            child.count += n
+            node = child
+    return root, header
+
+
+def single_path(root: FPNode) -> list[FPNode] | None:
+    """The nodes of the tree from the root down when it is one path (no node has two children), else None."""
+    path, node = [], root
+    while node.children:
+        if len(node.children) > 1:
+            return None
+        (node,) = node.children.values()
+        path.append(node)
+    return path
+
+
+def fp_growth_mine(root: FPNode, header: dict[int, list], suffix: tuple[int, ...], min_count: int,
+                   out: dict[Itemset, int]) -> None:
+    """Every frequent itemset of the FP-tree (`root`, `header`), each extended by `suffix`."""
+    path = single_path(root)
+    if path is not None:  # Han et al.'s single-path case: every combination of its nodes is frequent, with
+        for k in range(1, len(path) + 1):  # the count of its deepest node (counts only fall down a path)
+            for nodes in itertools.combinations(path, k):
+                out[tuple(sorted((*(n.item for n in nodes), *suffix)))] = nodes[-1].count
+        return
+    for item in sorted(header, key=lambda i: (header[i][0], i)):  # least frequent first
+        itemset = (item, *suffix)
+        out[tuple(sorted(itemset))] = header[item][0]
+        base = []  # the conditional pattern base: every path from the root to a node of `item`, with its count
+        node = header[item][1]
+        while node is not None:
+            path, up = [], node.parent
+            while up.item is not None:
+                path.append(up.item)
+                up = up.parent
+            if path:
+                base.append((path, node.count))
+            node = node.link
+        conditional_root, conditional = fp_tree(base, min_count)
+        if conditional:
+            fp_growth_mine(conditional_root, conditional, itemset, min_count, out)
+
+
+def fpgrowth(transactions: Transactions, min_count: int) -> dict[Itemset, int]:
+    """Every itemset contained in at least `min_count` transactions, by FP-growth."""
+    items = sorted({i for t in transactions for i in t})
+    code = {item: j for j, item in enumerate(items)}
+    root, header = fp_tree(((tuple(code[i] for i in set(t)), 1) for t in transactions), min_count)
+    found: dict[Itemset, int] = {}
+    fp_growth_mine(root, header, (), min_count, found)
+    return {tuple(items[j] for j in itemset): n for itemset, n in found.items()}
+
+
+# ----- rules -----
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    antecedent: tuple
+    consequent: tuple
+    support: float
+    confidence: float
+    lift: float
+    antecedent_support: float
+    consequent_support: float
+
+
+def association_rules(itemsets: dict[Itemset, int], n_transactions: int, min_confidence: float = 0.0) -> list[Rule]:
+    """Every rule X ⇒ Y with X ∪ Y a frequent itemset (of 2 or more items), X and Y non-empty, and
+    confidence ≥ `min_confidence`; ordered by decreasing lift, then confidence, then items."""
+    M, rules = n_transactions, []
+    for itemset, n in itemsets.items():
+        for k in range(1, len(itemset)):
+            for antecedent in itertools.combinations(itemset, k):
+                consequent = tuple(i for i in itemset if i not in antecedent)
+                conf = n / itemsets[antecedent]  # downward closure: every subset was found too
+                if conf >= min_confidence:
+                    rules.append(Rule(antecedent, consequent, n / M, conf, conf / (itemsets[consequent] / M),
+                                      itemsets[antecedent] / M, itemsets[consequent] / M))
+    rules.sort(key=lambda r: (-r.lift, -r.confidence, r.antecedent, r.consequent))
+    return rules
