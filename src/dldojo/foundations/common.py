@@ -1,0 +1,51 @@
+"""What the foundations experiments share: image tensors with a validation split, evaluation, divergence."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from dldojo.data import images as image_data
+from dldojo.engine.errors import DojoError
+
+
+@dataclasses.dataclass
+class ImageData:
+    """Normalised float tensors (N, C, H, W) and int64 labels of a train / validation / test split."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+
+
+def load_images(dataset: str, train_images: int, val_images: int, test_images: int) -> ImageData:
+    """`val_images` training images (class-stratified, fixed seed) are held out for validation; of the rest,
+    `train_images` (0 = all) are trained on; `test_images` (0 = all) of the official test set are reported.
+    Pixels are standardised with the training images' channel mean and standard deviation."""
+    train_all, test = image_data.load(dataset)
+    if val_images >= len(train_all):
+        raise DojoError(f"val_images {val_images} leaves no training images of {dataset} ({len(train_all)} in all)")
+    train_index, val_index = image_data.stratified_split(train_all.labels, val_images / len(train_all), seed=1)
+    train, val = train_all.subset(train_index), train_all.subset(val_index)
+    train, test = train.head(train_images, seed=2), test.head(test_images, seed=3)
+    mean, std = image_data.channel_stats(train.images)
+    x_train, x_val, x_test = (image_data.to_tensor(s.images, mean, std) for s in (train, val, test))
+    return ImageData(x_train, torch.as_tensor(train.labels), x_val, torch.as_tensor(val.labels), x_test,
+                     torch.as_tensor(test.labels), train_all.classes)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
+    """Fraction of `x` classified as `y`, in eval mode (dropout off, BatchNorm with running statistics)."""
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))
+    model.train(was_training)
+    return correct / len(x)
