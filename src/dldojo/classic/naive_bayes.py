@@ -28,6 +28,7 @@ Each class below has scikit-learn's attribute names (`class_log_prior_`, `featur
 
 from __future__ import annotations
 
+import abc
 import numpy as np
 import scipy.sparse as sp
 
@@ -74,7 +75,7 @@ def _one_hot(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return (np.asarray(y)[:, None] == classes[None, :]).astype(np.float64)
 
 
-class _NaiveBayes:
+class _NaiveBayes(abc.ABC):
     """What every event model shares: the prior, Bayes' rule in logs, prediction."""
 
     classes_: np.ndarray
@@ -95,9 +96,10 @@ class _NaiveBayes:
         self.class_log_prior_ = np.log(self.class_count_) - np.log(self.class_count_.sum())
         return Y
 
+    @abc.abstractmethod
     def joint_log_likelihood(self, X) -> np.ndarray:
         """log P(y) + log P(x | y) for every row of X and class: n × classes."""
-        raise NotImplementedError
+        ...
 
     def predict_log_proba(self, X) -> np.ndarray:
         """log P(y | x): the joint log-likelihood minus log P(x) = logsumexp over the classes (Bayes' rule)."""

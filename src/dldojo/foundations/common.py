@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,3 +51,26 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
                   for i in range(0, len(x), batch_size))
     model.train(was_training)
     return correct / len(x)
+
+
+class LossCurve:
+    """The training-loss curve of one training: the mean loss over every `steps_per_epoch // points` steps, and
+    the step at which the loss left the floats (`diverged_step`, 0 = never), kept as a result of that training
+    instead of stopping the run."""
+
+    def __init__(self, steps_per_epoch: int, points: int):
+        self.steps_per_epoch, self.every = steps_per_epoch, max(1, steps_per_epoch // points)
+        self.points: list[tuple[float, float]] = []
+        self.diverged_step = 0
+        self._window: list[float] = []
+
+    def add(self, epoch: int, i: int, value: float) -> bool:
+        """Record the loss of step `i` of `epoch`; False (with `diverged_step` set) when it is not finite."""
+        if not math.isfinite(value):
+            self.diverged_step = epoch * self.steps_per_epoch + i + 1
+            return False
+        self._window.append(value)
+        if (i + 1) % self.every == 0 or i + 1 == self.steps_per_epoch:
+            self.points.append((epoch + (i + 1) / self.steps_per_epoch, float(np.mean(self._window))))
+            self._window = []
+        return True

@@ -61,7 +61,6 @@ so the result is the same).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -74,7 +73,7 @@ from torch import nn
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
-from dldojo.foundations.common import ImageData, accuracy, load_images
+from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images
 from dldojo.scratch import optim
 
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
@@ -305,9 +304,8 @@ def train(ctx: RunContext, cfg: OptimizersConfig, data: ImageData, job: Job, kee
     order_generator = torch.Generator().manual_seed(ctx.seed_for(f"batches/{job.dataset}"))
     n, b = len(data.x_train), cfg.batch_size
     steps_per_epoch = max(1, n // b)
-    every = max(1, steps_per_epoch // cfg.curve_points)
     epochs = cfg.sweep_epochs if job.sweep else cfg.epochs
-    loss_curve, val_curve, window, diverged_step = [], [], [], 0
+    curve, val_curve = LossCurve(steps_per_epoch, cfg.curve_points), []
     started = time.perf_counter()
     model.train()
     for epoch in range(epochs):
@@ -318,18 +316,13 @@ def train(ctx: RunContext, cfg: OptimizersConfig, data: ImageData, job: Job, kee
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                diverged_step = epoch * steps_per_epoch + i + 1
+            if not curve.add(epoch, i, loss.item()):
                 break
-            window.append(value)
-            if (i + 1) % every == 0 or i + 1 == steps_per_epoch:
-                loss_curve.append((epoch + (i + 1) / steps_per_epoch, float(np.mean(window))))
-                window = []
             keep_going()
-        if diverged_step:
+        if curve.diverged_step:
             break
         val_curve.append((epoch + 1, accuracy(model, data.x_val, data.y_val)))
+    diverged_step, loss_curve = curve.diverged_step, curve.points
     result = {"dataset": job.dataset, "optimizer": job.optimizer, "lr": job.lr, "sweep": job.sweep,
               "diverged_step": diverged_step, "loss_curve": loss_curve, "val_curve": val_curve,
               "val_accuracy": val_curve[-1][1] if val_curve and not diverged_step else 0.0,

@@ -61,7 +61,7 @@ from torch import nn
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
-from dldojo.foundations.common import ImageData, accuracy, load_images
+from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"sigmoid": torch.sigmoid, "tanh": torch.tanh,
                                                                   "relu": torch.relu}
@@ -274,8 +274,7 @@ def train_cell(ctx: RunContext, cfg: VanishingConfig, data: ImageData, cell: Cel
     order_generator = torch.Generator().manual_seed(ctx.seed_for("batches"))  # the same batches in every cell
     n, b = len(data.x_train), cfg.batch_size
     steps_per_epoch = n // b
-    every = max(1, steps_per_epoch // cfg.curve_points)
-    loss_curve, window, recent, diverged_step = [], [], [], 0
+    curve, recent = LossCurve(steps_per_epoch, cfg.curve_points), []
     started = time.perf_counter()
     model.train()
     with torch.random.fork_rng(devices=[]):  # dropout masks from the cell's own seed
@@ -290,20 +289,15 @@ def train_cell(ctx: RunContext, cfg: VanishingConfig, data: ImageData, cell: Cel
                 optimizer.step()
                 value = loss.item()
                 recent = (recent + [value])[-5:]
-                if not math.isfinite(value):  # record it as this cell's result; the run goes on
-                    diverged_step = epoch * steps_per_epoch + i + 1
+                if not curve.add(epoch, i, value):  # record it as this cell's result; the run goes on
                     break
-                window.append(value)
-                if (i + 1) % every == 0 or i + 1 == steps_per_epoch:
-                    loss_curve.append((epoch + (i + 1) / steps_per_epoch, float(np.mean(window))))
-                    window = []
                 keep_going()
-            if diverged_step:
+            if curve.diverged_step:
                 break
-    result.update(diverged_step=diverged_step, last_losses=recent, loss_curve=loss_curve,
-                  train_loss=loss_curve[-1][1] if loss_curve else float("nan"),
+    result.update(diverged_step=curve.diverged_step, last_losses=recent, loss_curve=curve.points,
+                  train_loss=curve.points[-1][1] if curve.points else float("nan"),
                   train_seconds=time.perf_counter() - started)
-    if not diverged_step:
+    if not curve.diverged_step:
         result["test_accuracy"] = accuracy(model, data.x_test, data.y_test)
         result["after_training"] = probe(model, x_probe, y_probe, cfg.histogram_bins, probe_seed)
     return result

@@ -54,13 +54,14 @@ Parameters are NumPy arrays updated in place (`step(grads)`); `state` holds each
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base: keeps the parameters, the step count t and one state dict per parameter; `update` is the rule."""
 
     decoupled_weight_decay = False
@@ -83,8 +84,9 @@ class Optimizer:
                 g = g + self.weight_decay * theta  # L2: the gradient of L + λ/2 ‖θ‖²
             self.update(theta, g, state)
 
+    @abc.abstractmethod
     def update(self, theta: np.ndarray, g: np.ndarray, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        ...
 
 
 class SGD(Optimizer):
