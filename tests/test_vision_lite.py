@@ -171,3 +171,20 @@ def test_explain_a_pretrained_model_on_imagenet_classes(tmp_path, capsys):
     assert code == 2 and "one of the two" in capsys.readouterr().err
     code = main(["explain", "--model", "efficientnet_lite1", "--image", str(image)])
     assert code == 2 and "unknown pre-trained model 'efficientnet_lite1'" in capsys.readouterr().err
+
+
+def test_a_damaged_weights_file_is_a_one_line_error(tmp_path):
+    """Untrusted bytes: never unpickled beyond plain tensors, and a clear error instead of torch's advice to
+    load with weights_only=False."""
+    bad = tmp_path / "w.pth"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(DojoError, match="cannot read the weights file"):
+        lite.load_checkpoint(bad)
+
+
+def test_an_altered_package_weights_file_is_refused_by_its_sha256(monkeypatch, tmp_path):
+    fake = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(1)}, fake)
+    monkeypatch.setattr(lite, "weights_path", lambda: fake)
+    with pytest.raises(DojoError, match="does not match the sha256"):
+        lite.load_checkpoint()

