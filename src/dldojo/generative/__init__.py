@@ -1,0 +1,22 @@
+"""Generative models: learn p(x) from images and sample new ones.
+
+`vae-mnist`: the variational autoencoder (Kingma & Welling 2014) of the curriculum on MNIST: ELBO, the
+reparameterisation trick, the KL term in closed form, an importance-weighted bound on log p(x) (Burda et al.
+2016), reconstructions, samples and a 2-D latent map. GANs are added by the GAN part of issue 20.
+
+Every experiment of this family defines a module-level `sample_images(model, n, *, label, generator)` (images
+in [0, 1], shape (n, C, H, W)); `dldojo sample RUN_DIR` and the Python action `sample` find it there.
+"""
+
+from dldojo.engine.family import Family
+
+FAMILY = Family(
+    name="generative",
+    experiments=(
+        "dldojo.generative.vae",
+        "dldojo.generative.gan",
+    ),
+    datasets=("dldojo.data.images",),
+    commands="dldojo.generative.cli",
+    actions={"sample": "dldojo.generative.actions:sample"},
+)
