@@ -64,14 +64,15 @@ def experiments_table() -> str:
 
 
 def throughput_table() -> str:
-    """Image classifiers: training images/second on this machine, from every results file that has it."""
+    """Image classifiers: training images/second on this machine, from every results file that has it (and the
+    classifier's MACs and test accuracy: a VAE reports images/second too, but neither of those)."""
     rows = ["| result | preset | params | MACs / image | train img/s | test accuracy | wall s | threads | commit |",
             "|---|---|---|---|---|---|---|---|---|"]
     for path in result_files():
         r = json.loads(path.read_text())
         run = r["runs"][0]  # results before engine v2 kept params and img/s among the metrics
         m = {**run.get("facts", {}), **run.get("timings", {}), **run["metrics"]}
-        if "train_images_per_second" not in m or "params" not in m:
+        if not {"train_images_per_second", "params", "macs", "test_accuracy"} <= m.keys():
             continue
         rows.append(f"| {r['tag']} | {r['preset']} | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.0f} M | "
                     f"{m['train_images_per_second']:.0f} | {m['test_accuracy']:.4f} | {r['wall_seconds_max']:.1f} | "

@@ -36,10 +36,11 @@ chooses nothing). A second run with `latent_size = 2` (a sub-run, found or train
 gives the 2-D latent map: the decoder's output over a grid of z and the test images' codes μ(x) by digit.
 quick: the course's recipe (constant lr) for as many epochs as fit half of 1.4 minutes (the 2-D sub-run gets
 the other half); full: 30 epochs with the learning rate decayed to 0 on a cosine (`lr_schedule`).
-Measured on 2 shared cores of an AMD EPYC (AVX2, no AVX-512), ~6.5 s per epoch, not yet results files: quick
-102.20 test −ELBO (8.3 epochs; −L_200 = 96.20 on 1,000 test images; the 2-D sub-run 156.10; 137 s); 20 epochs
-with the cosine decay 99.18 (−L_100 = 94.38), the training and test bounds within 0.3 nats of each other
-(dynamic binarisation leaves little to overfit). The full preset (both runs) is estimated at ~7 minutes.
+Measured (benchmarks/run.py, seed 0, 2 threads, AMD EPYC Zen 2 with AVX2 only): full test −ELBO 98.21 nats
+(BCE 71.15 + KL 27.06; −L_1000 = 92.73 on 1,000 test images; the 2-D run 151.75; 436 s of wall, commit
+3bb0ef6, results/vae-mnist-full.json); quick 103.71 (5.7 epochs in the budget; −L_200 = 97.77; 116 s, commit
+363eae9, results/vae-mnist-quick.json). The training and test bounds stay within 0.3 nats of each other
+(dynamic binarisation leaves little to overfit).
 
 Reference numbers. Burda et al. 2016, Table 1 (dynamically binarised MNIST, test −log p(x) estimated with
 k = 5000): a VAE with one stochastic layer of 50 units and two deterministic layers of 200 tanh units, trained
