@@ -200,7 +200,7 @@ def fp_growth_mine(root: FPNode, header: dict[int, list], suffix: tuple[int, ...
 
     A conditional FP-tree keeps the order of the tree it comes from (its paths are prefixes of that tree's
     paths) instead of re-sorting by the conditional counts as Han et al. do: any fixed order gives a valid
-    FP-tree, and no path is sorted again (measured ~1.2× faster here; the trees are a little less compact)."""
+    FP-tree, and no path is sorted again (the trees are a little less compact)."""
     path = single_path(root)
     if path is not None:  # Han et al.'s single-path case: every combination of its nodes is frequent, with
         for k in range(1, len(path) + 1):  # the count of its deepest node (counts only fall down a path)
