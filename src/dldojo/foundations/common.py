@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dldojo.data import images as image_data
@@ -56,16 +57,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 class LossCurve:
     """The training-loss curve of one training: the mean loss over every `steps_per_epoch // points` steps, and
     the step at which the loss left the floats (`diverged_step`, 0 = never), kept as a result of that training
-    instead of stopping the run."""
+    instead of stopping the run; `last` holds the last 5 losses, the non-finite one included."""
 
     def __init__(self, steps_per_epoch: int, points: int):
         self.steps_per_epoch, self.every = steps_per_epoch, max(1, steps_per_epoch // points)
         self.points: list[tuple[float, float]] = []
         self.diverged_step = 0
+        self.last: list[float] = []
         self._window: list[float] = []
 
     def add(self, epoch: int, i: int, value: float) -> bool:
         """Record the loss of step `i` of `epoch`; False (with `diverged_step` set) when it is not finite."""
+        self.last = (self.last + [value])[-5:]
         if not math.isfinite(value):
             self.diverged_step = epoch * self.steps_per_epoch + i + 1
             return False
@@ -74,3 +77,21 @@ class LossCurve:
             self.points.append((epoch + (i + 1) / self.steps_per_epoch, float(np.mean(self._window))))
             self._window = []
         return True
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageData, batch_size: int, epoch: int,
+                order: torch.Generator, curve: LossCurve, keep_going) -> bool:
+    """One epoch of cross-entropy minibatch steps over a fresh permutation (from `order`) of the training images,
+    `curve.steps_per_epoch` batches of `batch_size`; every loss goes into `curve` and `keep_going()` (the run's
+    Ctrl-C / checkpoint hook) follows every finite one. False when a loss left the floats: the epoch ends there."""
+    permutation = torch.randperm(len(data.x_train), generator=order)
+    for i in range(curve.steps_per_epoch):
+        index = permutation[i * batch_size:(i + 1) * batch_size]
+        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if not curve.add(epoch, i, loss.item()):
+            return False
+        keep_going()
+    return True

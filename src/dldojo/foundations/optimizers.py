@@ -67,13 +67,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
-from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images
+from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images, train_epoch
 from dldojo.scratch import optim
 
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
@@ -307,24 +306,12 @@ def train(ctx: RunContext, cfg: OptimizersConfig, data: ImageData, job: Job, kee
     model = build_network(cfg, job.dataset, data.x_train, ctx.seed_for(f"init/{job.dataset}"))
     optimizer = optim.torch_optimizer(job.optimizer, model.parameters(), lr=job.lr, **cfg.hyper(job.optimizer))
     order_generator = torch.Generator().manual_seed(ctx.seed_for(f"batches/{job.dataset}"))
-    n, b = len(data.x_train), cfg.batch_size
-    steps_per_epoch = max(1, n // b)
     epochs = cfg.sweep_epochs if job.sweep else cfg.epochs
-    curve, val_curve = LossCurve(steps_per_epoch, cfg.curve_points), []
+    curve, val_curve = LossCurve(max(1, len(data.x_train) // cfg.batch_size), cfg.curve_points), []
     started = time.perf_counter()
     model.train()
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=order_generator)
-        for i in range(steps_per_epoch):
-            index = order[i * b:(i + 1) * b]
-            loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if not curve.add(epoch, i, loss.item()):
-                break
-            keep_going()
-        if curve.diverged_step:
+        if not train_epoch(model, optimizer, data, cfg.batch_size, epoch, order_generator, curve, keep_going):
             break
         val_curve.append((epoch + 1, accuracy(model, data.x_val, data.y_val)))
     diverged_step, loss_curve = curve.diverged_step, curve.points

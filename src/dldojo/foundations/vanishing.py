@@ -61,7 +61,7 @@ from torch import nn
 from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.run import RunContext
-from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images
+from dldojo.foundations.common import ImageData, LossCurve, accuracy, load_images, train_epoch
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"sigmoid": torch.sigmoid, "tanh": torch.tanh,
                                                                   "relu": torch.relu}
@@ -272,29 +272,16 @@ def train_cell(ctx: RunContext, cfg: VanishingConfig, data: ImageData, cell: Cel
                               "at_init": probe(model, x_probe, y_probe, cfg.histogram_bins, probe_seed)}
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     order_generator = torch.Generator().manual_seed(ctx.seed_for("batches"))  # the same batches in every cell
-    n, b = len(data.x_train), cfg.batch_size
-    steps_per_epoch = n // b
-    curve, recent = LossCurve(steps_per_epoch, cfg.curve_points), []
+    curve = LossCurve(len(data.x_train) // cfg.batch_size, cfg.curve_points)
     started = time.perf_counter()
     model.train()
     with torch.random.fork_rng(devices=[]):  # dropout masks from the cell's own seed
         torch.manual_seed(ctx.seed_for(f"dropout/{cell.key}"))
         for epoch in range(cfg.epochs):
-            order = torch.randperm(n, generator=order_generator)
-            for i in range(steps_per_epoch):
-                index = order[i * b:(i + 1) * b]
-                loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                value = loss.item()
-                recent = (recent + [value])[-5:]
-                if not curve.add(epoch, i, value):  # record it as this cell's result; the run goes on
-                    break
-                keep_going()
-            if curve.diverged_step:
+            # a loss that leaves the floats ends the cell's training: it is recorded as its result, the run goes on
+            if not train_epoch(model, optimizer, data, cfg.batch_size, epoch, order_generator, curve, keep_going):
                 break
-    result.update(diverged_step=curve.diverged_step, last_losses=recent, loss_curve=curve.points,
+    result.update(diverged_step=curve.diverged_step, last_losses=curve.last, loss_curve=curve.points,
                   train_loss=curve.points[-1][1] if curve.points else float("nan"),
                   train_seconds=time.perf_counter() - started)
     if not curve.diverged_step:
