@@ -25,7 +25,8 @@ def test_support_confidence_lift_worked_example():
     assert (rule.support, rule.confidence, rule.lift) == pytest.approx((2 / 3, 2 / 3, 1.0), abs=1e-15)
 
 
-@pytest.mark.parametrize("mine", [fi.apriori, fi.fpgrowth], ids=["apriori", "fpgrowth"])
+@pytest.mark.parametrize("mine", [fi.apriori, fi.fpgrowth, fi.fpgrowth_matrix],
+                         ids=["apriori", "fpgrowth", "fpgrowth_matrix"])
 def test_textbook_database_min_support_2(mine):
     found = mine(TEXTBOOK, 2)
     assert found == {(1,): 2, (2,): 3, (3,): 3, (5,): 3, (1, 3): 2, (2, 3): 2, (2, 5): 3, (3, 5): 2, (2, 3, 5): 2}
@@ -66,6 +67,15 @@ def test_apriori_and_fpgrowth_equal_brute_force_on_random_databases(seed):
     expected = brute_force(transactions, min_count)
     assert fi.apriori(transactions, min_count) == expected
     assert fi.fpgrowth(transactions, min_count) == expected
+    assert fi.fpgrowth_matrix(transactions, min_count) == expected
+
+
+def test_fpgrowth_matrix_edge_cases():
+    # empty transactions, nothing frequent, one frequent item, items that are strings
+    assert fi.fpgrowth_matrix([set(), {1}, {1}], 2) == {(1,): 2}
+    assert fi.fpgrowth_matrix([set(), {1}, {2}], 2) == {}
+    assert fi.fpgrowth_matrix([set()], 1) == {}
+    assert fi.fpgrowth_matrix(XYZ, 1) == fi.apriori(XYZ, 1) == brute_force(XYZ, 1)
 
 
 def test_fp_tree_shares_prefixes():
@@ -114,6 +124,7 @@ def test_itemsets_and_rules_equal_mlxtend_on_movielens(liked_movies, min_support
     count = fi.min_count(min_support, len(transactions))
     ours = fi.apriori(transactions, count)
     assert fi.fpgrowth(transactions, count) == ours
+    assert fi.fpgrowth_matrix(transactions, count) == ours
     matrix, items = fi.one_hot(transactions)
     table = pd.DataFrame(matrix, columns=items)
     for mine in (apriori, fpgrowth):

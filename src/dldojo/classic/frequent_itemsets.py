@@ -16,7 +16,9 @@ Both algorithms rest on downward closure: every subset of a frequent itemset is 
 - FP-growth (Han, Pei & Yin 2000): no candidates. The transactions, each reduced to its frequent items in
   order of decreasing frequency, are stored as a prefix tree (FP-tree) whose shared prefixes hold counts; for
   each item, the paths that end in it (its conditional pattern base) form a smaller FP-tree that is mined
-  recursively, every itemset found there extended by that item.
+  recursively, every itemset found there extended by that item. Two forms here: `fpgrowth` with the pointer
+  tree of the paper (the one to read), and `fpgrowth_matrix`, the same recursion with each conditional pattern
+  base held as a 0/1 matrix (the one that is fast in NumPy, like `apriori`).
 
 Results are dicts {itemset (sorted tuple of items): σ}; `association_rules` turns them into rules. Tested
 equal to `mlxtend.frequent_patterns` (apriori, fpgrowth, association_rules) on MovieLens-100k.
@@ -69,8 +71,9 @@ def one_hot(transactions: Transactions, items: Sequence[Hashable] | None = None)
     items = sorted({i for t in transactions for i in t}) if items is None else list(items)
     column = {item: j for j, item in enumerate(items)}
     matrix = np.zeros((len(transactions), len(items)), dtype=bool)
-    for r, t in enumerate(transactions):
-        matrix[r, [column[i] for i in t if i in column]] = True
+    kept = [[column[i] for i in t if i in column] for t in transactions]
+    rows = np.repeat(np.arange(len(kept)), [len(k) for k in kept])
+    matrix[rows, np.fromiter(itertools.chain.from_iterable(kept), dtype=np.int64, count=len(rows))] = True
     return matrix, items
 
 
@@ -232,6 +235,54 @@ def fpgrowth(transactions: Transactions, min_count: int) -> dict[Itemset, int]:
     found: dict[Itemset, int] = {}
     fp_growth_mine(root, header, (), min_count, found)
     return {tuple(items[j] for j in itemset): n for itemset, n in found.items()}
+
+
+def fpgrowth_matrix(transactions: Transactions, min_count: int) -> dict[Itemset, int]:
+    """Every itemset contained in at least `min_count` transactions, by FP-growth's recursion with each
+    conditional pattern base held as a 0/1 matrix instead of a pointer tree (NumPy, like `apriori`).
+
+    Same divide and conquer as `fpgrowth`: items ranked by decreasing count; the conditional pattern base of
+    an itemset is the set of transactions containing it, each cut to the items ranked before its lowest-ranked
+    item. Here that base is a matrix, one row per transaction, and the counts of every item in every
+    conditional base one level down come from one matrix product — C = WᵀW, C[i, j] = σ(suffix ∪ {i, j}) —
+    which replaces the walk along the header chains. Only the items frequent in a base (C[i, j] ≥ min_count,
+    i ranked before j) stay in its columns; a base with one such item ends the recursion (the itemset is
+    emitted, nothing is left to mine).
+
+    Unlike Apriori there is no join, no subset check and no pass over the whole database: each count is
+    taken inside a base that only holds the transactions containing the suffix, and the bases shrink as the
+    suffix grows. Unlike `fpgrowth`, each step is a few array operations, not a Python loop over nodes; it
+    gives up the tree's sharing of common prefixes (merging identical rows, `np.unique`, was measured slower
+    on these long, nearly all distinct transactions)."""
+    matrix, items = one_hot(transactions)
+    counts = matrix.sum(0)
+    keep = np.flatnonzero(counts >= min_count)
+    order = keep[np.lexsort((keep, -counts[keep]))]  # decreasing count, ties by item (as `fp_tree`)
+    found: dict[Itemset, int] = {(items[j],): int(counts[j]) for j in order}
+    base = matrix[:, order]
+    base = base[base.any(1)]
+    if len(order) >= 2:
+        dtype = np.float32 if len(base) < 1 << 24 else np.float64  # counts stay exact integers
+        _mine_matrix(base.astype(dtype), [items[j] for j in order], (), min_count, found)
+    return found
+
+
+def _mine_matrix(base: np.ndarray, labels: list, suffix: tuple, min_count: int, out: dict[Itemset, int]) -> None:
+    """Every frequent itemset of two or more items of the conditional base `base` (its columns: `labels`, in
+    rank order, each already frequent with `suffix`), each extended by `suffix`, into `out`."""
+    pairs = base.T @ base
+    frequent = pairs >= min_count
+    for j in range(1, len(labels)):
+        ranked_before = np.flatnonzero(frequent[:j, j])
+        if not len(ranked_before):
+            continue
+        itemset = (*suffix, labels[j])
+        before = ranked_before.tolist()
+        for i, n in zip(before, pairs[ranked_before, j].tolist()):
+            out[tuple(sorted((*itemset, labels[i])))] = int(n)
+        if len(before) >= 2:  # the conditional base of `itemset`: its rows, cut to the items frequent in it
+            _mine_matrix(base[base[:, j] > 0][:, ranked_before], [labels[i] for i in before], itemset,
+                         min_count, out)
 
 
 # ----- rules -----
