@@ -57,6 +57,48 @@ def test_dcgan_is_all_convolutional_32x32():
     assert not isinstance(D.net[1], nn.BatchNorm2d)  # no BatchNorm on D's input layer
 
 
+def test_dcgan64_is_the_curriculums_64x64_layout():
+    # z(100) → 4×4×1024 → 8×8×512 → 16×16×256 → 32×32×128 → 64×64×3 with dcgan_width 128 (CIFAR-10: 3 channels)
+    cfg = config(arch="dcgan64", dcgan_width=128, dataset="cifar10")
+    G, D = gan.build_generator(cfg), gan.build_discriminator(cfg)
+    convs = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.in_channels, m.out_channels) for m in convs] == [(100, 1024), (1024, 512), (512, 256), (256, 128),
+                                                                (128, 3)]
+    weights = 100 * 1024 * 16 + 1024 * 512 * 16 + 512 * 256 * 16 + 256 * 128 * 16 + 128 * 3 * 16 + 3  # + last bias
+    assert sum(p.numel() for p in G.parameters()) == weights + 2 * (1024 + 512 + 256 + 128)  # + BatchNorm γ, β
+    assert [(m.in_channels, m.out_channels) for m in D.modules() if isinstance(m, nn.Conv2d)] == [
+        (3, 128), (128, 256), (256, 512), (512, 1024), (1024, 1)]
+    small = config(arch="dcgan64", dcgan_width=4, dataset="cifar10")
+    g, d = gan.build_generator(small), gan.build_discriminator(small)
+    x = g(torch.randn(2, 100))
+    assert x.shape == (2, 3, 64, 64) and d(x).shape == (2,)
+
+
+def test_dcgan_32_keeps_its_parameter_names_and_channels_follow_the_dataset():
+    # the 32×32 networks are built by the same loop as the 64×64 ones; their state-dict keys did not change
+    G = gan.build_generator(config(arch="dcgan", dcgan_width=8))
+    assert [k for k in G.state_dict() if k.endswith("weight")] == [
+        "net.0.weight", "net.1.weight", "net.3.weight", "net.4.weight", "net.6.weight", "net.7.weight", "net.9.weight"]
+    assert gan.image_shape(config(arch="dcgan", dataset="fashion-mnist")) == (1, 32, 32)
+    assert gan.image_shape(config(arch="mlp", dataset="cifar10")) == (3, 32, 32)
+    assert gan.image_shape(config(arch="mlp")) == (1, 28, 28)
+
+
+def test_colour_grid_and_what_the_judge_sees_of_64_px_samples():
+    images = torch.rand(6, 3, 4, 5)
+    grid = gan.image_grid(images, rows=2)
+    assert grid.shape == (8, 15, 3) and grid.dtype == torch.uint8
+    torch.testing.assert_close(grid[4:8, 5:10], (images[4].permute(1, 2, 0) * 255).round().to(torch.uint8))
+    assert gan.image_grid(torch.rand(4, 1, 3, 3), rows=2).shape == (6, 6)  # grey stays 2-D
+    big = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(gan.judge_view(big), torch.nn.functional.avg_pool2d(big, 2))
+    small = torch.rand(2, 1, 32, 32)
+    assert gan.judge_view(small) is small
+    cfg = config(arch="dcgan64", dataset="cifar10")
+    enlarged = gan.enlarge(torch.rand(2, 3, 32, 32), cfg)
+    assert enlarged.shape == (2, 3, 64, 64)
+
+
 def test_cgan_label_conditioning_changes_the_output():
     torch.manual_seed(0)
     cfg = config(conditional=True)
@@ -214,6 +256,8 @@ def test_minibatches_resume_where_they_stopped():
 def test_bad_config_is_a_one_line_error():
     with pytest.raises(DojoError, match="arch=mlp only"):
         config(arch="dcgan", conditional=True).validate()
+    with pytest.raises(DojoError, match="dataset"):
+        config(dataset="imagenet")
 
 
 # ----- dldojo sample on a finished cGAN run -----

@@ -32,7 +32,8 @@ from torch import nn
 from dldojo.engine.errors import DojoError
 from dldojo.engine.run import RunContext
 
-JUDGE_EXPERIMENT = "mnist-cnn"
+JUDGES = {"mnist": "mnist-cnn", "fashion-mnist": "fashion-cnn", "cifar10": "cifar10-airbench94"}
+"""The classifier experiment that judges samples of each dataset (its penultimate features are the FID's space)."""
 NUM_CLASSES = 10
 
 
@@ -84,7 +85,7 @@ def class_fractions(predicted: np.ndarray | torch.Tensor, num_classes: int = NUM
 class Judge:
     """A trained MNIST classifier used as a measuring instrument: `judge(images)` → (logits, features).
 
-    `images` are in [0, 1], (N, 1, H, W); larger than the classifier's input (DCGAN's 32×32: MNIST padded by
+    `images` are in [0, 1], (N, C, H, W); larger than the classifier's input (DCGAN's 32×32: MNIST padded by
     2 px) they are cropped to the centre. `features` are the input of the model's last `nn.Linear`, caught
     by a forward pre-hook, so any architecture with a linear head works."""
 
@@ -137,12 +138,16 @@ class Judge:
         return result
 
 
-def load_judge(ctx: RunContext, preset: str, seed: int) -> Judge:
-    """The judge: a finished `mnist-cnn` run (preset, seed) from the runs root, run first if there is none."""
-    run = ctx.requires(JUDGE_EXPERIMENT, preset=preset, seed=seed)
+def load_judge(ctx: RunContext, preset: str, seed: int, dataset: str = "mnist") -> Judge:
+    """The judge of `dataset`'s samples: a finished run (preset, seed) of its classifier experiment (`JUDGES`)
+    from the runs root, run first if there is none."""
+    if dataset not in JUDGES:
+        raise DojoError(f"no judge for dataset {dataset!r}; one of {', '.join(JUDGES)}")
+    run = ctx.requires(JUDGES[dataset], preset=preset, seed=seed)
     meta = run.read_json("classifier.json")
-    if meta.get("dataset") != "mnist" or meta.get("num_classes") != NUM_CLASSES:
-        raise DojoError(f"{run.run_dir} is not an MNIST classifier; the judge must be a run of {JUDGE_EXPERIMENT}")
+    if meta.get("dataset") != dataset or meta.get("num_classes") != NUM_CLASSES:
+        raise DojoError(f"{run.run_dir} is not a {dataset} classifier of {NUM_CLASSES} classes; the judge must be "
+                        f"a run of {JUDGES[dataset]}")
     judge = Judge(run.model, meta["mean"], meta["std"], image_size=int(meta["image_size"]))
     judge.test_accuracy = run.metrics.get("test_accuracy")
     return judge
