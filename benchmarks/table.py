@@ -72,12 +72,76 @@ def throughput_table() -> str:
         r = json.loads(path.read_text())
         run = r["runs"][0]  # results before engine v2 kept params and img/s among the metrics
         m = {**run.get("facts", {}), **run.get("timings", {}), **run["metrics"]}
-        if not {"train_images_per_second", "params", "macs", "test_accuracy"} <= m.keys():
-            continue
+        if not {"train_images_per_second", "params", "macs", "test_accuracy"} <= m.keys() or r.get("budget_minutes"):
+            continue  # (the equal-budget runs have their own table)
         rows.append(f"| {r['tag']} | {r['preset']} | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.0f} M | "
                     f"{m['train_images_per_second']:.0f} | {m['test_accuracy']:.4f} | {r['wall_seconds_max']:.1f} | "
                     f"{r['threads']} | {r['commit']} |")
     return "\n".join(rows)
+
+
+BUDGET_FIGURE = "docs/figures/cifar10-budget.png"
+
+
+def budget_results() -> dict[float, list[dict]]:
+    """Results of `benchmarks/run.py --budget-table MINUTES`, by budget: the architecture table at equal budget."""
+    by_budget: dict[float, list[dict]] = {}
+    for path in result_files():
+        r = json.loads(path.read_text())
+        if r.get("budget_minutes"):
+            by_budget.setdefault(r["budget_minutes"], []).append(r)
+    return by_budget
+
+
+def budget_table() -> str:
+    """Every cifar10-<arch> trained for the same minutes on one machine: params, MACs, img/s, epochs reached,
+    test accuracy (sorted by accuracy), and the accuracy-vs-MACs picture drawn from the same files."""
+    by_budget = budget_results()
+    if not by_budget:
+        return ("No results yet: `python benchmarks/run.py --budget-table 10` (about two hours: eleven "
+                "architectures, ten minutes each), then `python benchmarks/table.py`.")
+    parts = []
+    for minutes, results in sorted(by_budget.items()):
+        machines = sorted({machine(r) for r in results})
+        rows = [f"**{minutes:g} minutes each** (full preset with `time_budget_minutes={minutes:g}`, seed "
+                f"{results[0]['seeds'][0]}, {results[0]['threads']} threads; {'; '.join(machines)}"
+                + ("" if len(machines) == 1 else " — different machines: do not compare these rows") + "):", "",
+                "| architecture | params | MACs / image | train img/s | epochs reached | test accuracy | wall s | commit |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(results, key=lambda r: -r["mean"]):
+            run = r["runs"][0]
+            m = {**run["facts"], **run["timings"], **run["metrics"]}
+            rows.append(f"| {r['experiment'].removeprefix('cifar10-')} | {m['params'] / 1e6:.2f} M | "
+                        f"{m['macs'] / 1e6:.0f} M | {m['train_images_per_second']:.0f} | {m['epochs']:.2f} | "
+                        f"{m['test_accuracy']:.4f} | {r['wall_seconds_max']:.0f} | {r['commit']} |")
+        parts.append("\n".join(rows))
+    draw_budget_figure(by_budget)
+    return "\n\n".join(parts) + f"\n\n![test accuracy against MACs per image at equal training time]({BUDGET_FIGURE})"
+
+
+def draw_budget_figure(by_budget: dict[float, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (minutes, results) in enumerate(sorted(by_budget.items())):
+        points = [({**r["runs"][0]["facts"], **r["runs"][0]["metrics"]}, r["experiment"].removeprefix("cifar10-"))
+                  for r in results]
+        ax.scatter([m["macs"] / 1e6 for m, _ in points], [m["test_accuracy"] for m, _ in points], color=f"C{k}",
+                   label=f"{minutes:g} min each, {machine(results[0])}")
+        for m, name in points:
+            ax.annotate(name, (m["macs"] / 1e6, m["test_accuracy"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set(xscale="log", xlabel="MACs per 32×32 image (millions, log scale)", ylabel="CIFAR-10 test accuracy",
+           title="Architectures at equal training time (benchmarks/run.py --budget-table)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    (ROOT / BUDGET_FIGURE).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(ROOT / BUDGET_FIGURE, dpi=110)
+    plt.close(fig)
 
 
 def replace_block(text: str, name: str, content: str) -> str:
@@ -91,6 +155,7 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = replace_block(readme.read_text(), "results", table())
     text = replace_block(text, "throughput", throughput_table())
+    text = replace_block(text, "budget", budget_table())
     readme.write_text(replace_block(text, "experiments", experiments_table()))
     print("README.md tables updated")
 
