@@ -241,6 +241,19 @@ def test_sample_images_range_shape_and_labels():
         gan.sample_images(gan.build_generator(config(g_hiddens=(8,))), 4, label=3, generator=torch.Generator())
 
 
+def test_ema_update_is_the_moving_average_and_copies_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    average = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    before = [p.detach().clone() for p in average.parameters()]
+    model(torch.randn(8, 3))  # moves BatchNorm's running statistics
+    gan.ema_update(average, model, beta=0.9)
+    for p_avg, p_old, p in zip(average.parameters(), before, model.parameters()):
+        torch.testing.assert_close(p_avg, 0.9 * p_old + 0.1 * p)
+    torch.testing.assert_close(average[1].running_mean, model[1].running_mean)
+    assert int(average[1].num_batches_tracked) == 1
+
+
 def test_minibatches_resume_where_they_stopped():
     x, y = torch.arange(10.0)[:, None], torch.arange(10)
     a = gan.Minibatches(x, y, 3, torch.Generator().manual_seed(0))

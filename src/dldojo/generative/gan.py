@@ -58,7 +58,8 @@ and `train_d_fake` = mean D(G(z)) over the last logged window.
 Reference numbers. Goodfellow et al. report a Parzen-window log-likelihood on MNIST (225 ± 2), an estimate
 since discredited (Theis et al. 2016) and not comparable with anything here; Mirza & Osindero likewise. The
 targets are the issue's (issue 20): gan-mnist every digit between 7 % and 13 % of 10,000 samples; cgan-mnist
-≥ 95 % of samples classified as the requested digit (full presets). The reported generator is the last one.
+≥ 95 % of samples classified as the requested digit (full presets). The reported generator is the last one
+(or, with `g_ema` > 0, the moving average of its weights).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class GANConfig:
         "epochs": (0, 10**4), "batch_size": (2, 65536), "lr": (0, 1), "beta1": (0, 1), "beta2": (0, 1),
         "leaky_slope": (0, 1), "train_images": (0, 60000), "test_images": (0, 10000), "eval_every": (0, 10**4),
         "eval_samples": (2, 10**6), "final_samples": (2, 10**6), "judge_seed": (0, 2**31 - 1),
-        "log_points": (1, 10**5), "time_budget_minutes": (0, 10**5)}
+        "log_points": (1, 10**5), "time_budget_minutes": (0, 10**5), "g_ema": (0, 0.99999)}
     """Allowed (low, high) of the numeric fields, checked before anything is created (`engine.config`)."""
 
     dataset: Literal["mnist", "fashion-mnist", "cifar10"] = "mnist"
@@ -133,6 +134,10 @@ class GANConfig:
     """Adam β₁ of both networks (Radford et al. 2016: 0.5, the default 0.9 oscillates)."""
     beta2: float = 0.999
     """Adam β₂ of both networks."""
+    g_ema: float = 0.0
+    """> 0: also keep an exponential moving average of G's weights, θ_ema ← β θ_ema + (1 − β) θ after every G
+    step with β = g_ema (Yazıcı et al. 2019; BatchNorm statistics copied), and evaluate, show and save that
+    averaged generator instead of the last one. 0 = off: the last G, as in the paper."""
     train_images: int = 0
     """Training images (class-stratified subset; 0 = all: 60,000 for the MNIST-likes, 50,000 for CIFAR-10)."""
     test_images: int = 0
@@ -414,6 +419,15 @@ def train_iteration(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, op
             "d_fake": torch.sigmoid(fake_logits.detach()).mean().item()}
 
 
+@torch.no_grad()
+def ema_update(average: nn.Module, model: nn.Module, beta: float) -> None:
+    """θ_avg ← β θ_avg + (1 − β) θ for every parameter; buffers (BatchNorm's running statistics) are copied."""
+    for p_avg, p in zip(average.parameters(), model.parameters()):
+        p_avg.lerp_(p, 1 - beta)
+    for b_avg, b in zip(average.buffers(), model.buffers()):
+        b_avg.copy_(b)
+
+
 # ----- evaluation -----
 
 def evaluate(G: nn.Module, judge: Judge, reference: tuple[np.ndarray, np.ndarray], n: int, seed: int) -> dict:
@@ -573,6 +587,11 @@ def run(ctx: RunContext, cfg: GANConfig) -> dict[str, float]:
     fixed_z = torch.randn(GRID_ROWS ** 2, cfg.latent_dim, generator=ctx.rng("fixed-noise", "torch"))
     s = SimpleNamespace(G=G, D=D, opt_g=opt_g, opt_d=opt_d, batches=batches, fixed_z=fixed_z,
                         window=[0.0] * 5, curve=[], evals=[], train_seconds=0.0, eval_seconds=0.0)
+    if cfg.g_ema:  # the averaged generator: what is evaluated, shown and saved
+        import copy
+
+        s.G_ema = copy.deepcopy(G)
+    shown = s.G_ema if cfg.g_ema else G
     noise = ctx.rng("noise", "torch")
     iterations_per_epoch = len(x_train) // cfg.batch_size / cfg.k  # D sees k minibatches per iteration
     epochs = cfg.epochs
@@ -594,6 +613,8 @@ def run(ctx: RunContext, cfg: GANConfig) -> dict[str, float]:
         # --- Algorithm 1: k steps of D, then one step of G ---
         G.train(), D.train()
         out = train_iteration(G, D, opt_g, opt_d, batches, noise, cfg)
+        if cfg.g_ema:
+            ema_update(s.G_ema, G, cfg.g_ema)
         ctx.check_finite(out["loss_d"] + out["loss_g"], step, hint="Lower lr, or keep generator_loss=non_saturating.")
         s.window = [a + b for a, b in zip(s.window, (out["loss_d"], out["loss_g"], out["d_real"], out["d_fake"], 1))]
         step += 1
@@ -609,12 +630,12 @@ def run(ctx: RunContext, cfg: GANConfig) -> dict[str, float]:
         if step in eval_at:
             s.train_seconds += time.perf_counter() - clock
             clock = time.perf_counter()
-            score = evaluate(G, judge, reference, cfg.eval_samples, ctx.seed_for(f"eval/{step}"))
+            score = evaluate(shown, judge, reference, cfg.eval_samples, ctx.seed_for(f"eval/{step}"))
             metrics = eval_metrics(score)
-            G.eval()
+            shown.eval()
             with torch.no_grad():
                 labels = torch.arange(len(s.fixed_z)) % NUM_CLASSES if cfg.conditional else None
-                grid = image_grid(((G(s.fixed_z, labels) + 1) / 2).clamp(0, 1), GRID_ROWS)
+                grid = image_grid(((shown(s.fixed_z, labels) + 1) / 2).clamp(0, 1), GRID_ROWS)
             s.evals.append({"iteration": step, "epoch": round(step / iterations_per_epoch, 2), "grid": grid, **metrics})
             ctx.log(step, epoch=step / iterations_per_epoch, **metrics)
             s.eval_seconds += time.perf_counter() - clock
@@ -626,7 +647,7 @@ def run(ctx: RunContext, cfg: GANConfig) -> dict[str, float]:
 
     # --- final evaluation: 10,000 samples; real training images give the floor of the FID ---
     clock = time.perf_counter()
-    final = evaluate(G, judge, reference, cfg.final_samples, ctx.seed_for("eval/final"))
+    final = evaluate(shown, judge, reference, cfg.final_samples, ctx.seed_for("eval/final"))
     floor_images = ((x_train[torch.randperm(len(x_train), generator=ctx.rng("floor", "torch"))[:cfg.final_samples]]
                      + 1) / 2)
     floor = judge.score(floor_images, reference)["fid"]
@@ -635,7 +656,7 @@ def run(ctx: RunContext, cfg: GANConfig) -> dict[str, float]:
                    test_fid_train_images=floor, **{f"train_{k}": v for k, v in s.curve[-1].items() if k != "iteration"})
     ctx.add_timings(train_seconds=s.train_seconds, eval_seconds=s.eval_seconds + time.perf_counter() - clock,
                     train_iterations_per_second=total / max(s.train_seconds, 1e-9))
-    ctx.save_weights(G.state_dict())
+    ctx.save_weights(shown.state_dict())
     ctx.save_weights(D.state_dict(), name="discriminator")
     save_figures(ctx, cfg, s, final, floor)
     return metrics
