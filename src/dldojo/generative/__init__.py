@@ -3,6 +3,9 @@
 `vae-mnist`: the variational autoencoder (Kingma & Welling 2014) of the curriculum on MNIST: ELBO, the
 reparameterisation trick, the KL term in closed form, an importance-weighted bound on log p(x) (Burda et al.
 2016), reconstructions, samples and a 2-D latent map. GANs are added by the GAN part of issue 20.
+`ae-mnist`: a plain and a denoising autoencoder compared on clean and corrupted images (MNIST or Fashion-MNIST);
+`ae-stacked`: greedy layer-wise pre-training with autoencoders, fine-tuned with 100 / 1,000 / all labels against
+the same network trained from random initial weights.
 
 Every experiment of this family defines a module-level `sample_images(model, n, *, label, generator)` (images
 in [0, 1], shape (n, C, H, W)); `dldojo sample RUN_DIR` and the Python action `sample` find it there.
@@ -15,6 +18,8 @@ FAMILY = Family(
     experiments=(
         "dldojo.generative.vae",
         "dldojo.generative.gan",
+        "dldojo.generative.autoencoder",
+        "dldojo.generative.stacked_autoencoder",
     ),
     datasets=("dldojo.data.images",),
     commands="dldojo.generative.cli",
