@@ -41,14 +41,16 @@ blurred digits and some non-digits. The VAE (vae-mnist) is trained so that its c
 difference. Bengio et al. 2013 ("Generalized denoising auto-encoders as generative models") sample a denoising
 autoencoder properly, by a Markov chain of corrupt-and-denoise steps; not done here.
 
-Measured (`dldojo run ae-mnist --preset quick`, seed 0, 2 threads, AMD EPYC Zen 2 with AVX2 only, 86 s of wall,
-11 epochs in the 1.5-minute budget; uncommitted work on top of commit 4b31a73): cross-entropy to the clean test
-images, plain 62.2 nats from clean / 165.9 from masked inputs, denoising 120.8 / 77.5 (floor 45.5); MSE per pixel
-from masked inputs: denoising 0.0123, plain 0.0480, PCA-32 0.0440, the masked image itself 0.0570; linear probe:
-plain 0.903, denoising 0.912, PCA-32 0.899, untrained encoder 0.738. Two things to see in the report: the plain
-autoencoder's error on masked inputs *grows* while it trains (it learns to copy, holes included), and the
-denoising network, trained with half of every image erased, has never seen a clean image: given one, it paints
-too much ink (120.8 nats against 77.5 on the masked images it was trained for). Dropout removes that mismatch by
+Measured (`python benchmarks/run.py ae-mnist --preset full` / `--preset quick`, seed 0, 2 threads, AMD EPYC Zen 2
+with AVX2 only, commit cd01b37; results/ae-mnist-full.json: 30 epochs, 208 s of wall; results/ae-mnist-quick.json:
+11.3 epochs in the 1.5-minute budget, 84 s), full (quick): cross-entropy to the clean test images, plain 59.4 (62.2)
+nats from clean / 165.0 (164.2) from masked inputs, denoising 107.3 (113.5) / 73.2 (77.4) (floor 45.5); MSE per
+pixel from masked inputs: denoising 0.0105 (0.0122), plain 0.0463 (0.0474), PCA-32 0.0440, the masked image itself
+0.0570; linear probe: plain 0.909 (0.903), denoising 0.914 (0.913), PCA-32 0.899, untrained encoder 0.738.
+Two things to see in the report: the plain autoencoder's error on masked inputs *grows* while it trains (it
+learns to copy, holes included), and the denoising network, trained with half of every image erased, has never
+seen a clean image: given one, it paints too much ink (107.3 nats against 73.2 on the masked images it was
+trained for). Dropout removes that mismatch by
 scaling by 1 / (1 − p); Vincent et al. use clean inputs for features anyway, and the probe shows the codes are fine.
 The course gives no reference numbers for this experiment.
 """
@@ -533,8 +535,8 @@ def run(ctx: RunContext, cfg: AEConfig) -> dict[str, float]:
 PRESETS = {
     "smoke": {"train_images": 256, "test_images": 100, "epochs": 2, "hidden_size": 32, "code_size": 8,
               "batch_size": 32, "probe_images": 0},
-    "quick": {"time_budget_minutes": 1.5},  # measured 86 s of wall on 2 AVX2 cores (11 epochs)
-    "full": {"epochs": 30},  # est. ~4 min on 2 AVX2 cores: 469 steps of 12–14 ms per epoch, not run yet
+    "quick": {"time_budget_minutes": 1.5},  # 84 s of wall on 2 AVX2 cores, 11.3 epochs (results/ae-mnist-quick.json)
+    "full": {"epochs": 30},  # 208 s of wall on 2 AVX2 cores (results/ae-mnist-full.json)
 }
 
 register(Experiment(
