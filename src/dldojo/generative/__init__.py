@@ -18,6 +18,7 @@ FAMILY = Family(
     experiments=(
         "dldojo.generative.vae",
         "dldojo.generative.gan",
+        "dldojo.generative.pix2pix",
         "dldojo.generative.autoencoder",
         "dldojo.generative.stacked_autoencoder",
     ),
