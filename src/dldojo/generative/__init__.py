@@ -5,7 +5,8 @@ reparameterisation trick, the KL term in closed form, an importance-weighted bou
 2016), reconstructions, samples and a 2-D latent map. GANs are added by the GAN part of issue 20.
 `ae-mnist`: a plain and a denoising autoencoder compared on clean and corrupted images (MNIST or Fashion-MNIST);
 `ae-stacked`: greedy layer-wise pre-training with autoencoders, fine-tuned with 100 / 1,000 / all labels against
-the same network trained from random initial weights.
+the same network trained from random initial weights. `pix2pix-flowers`: image-to-image translation (edges →
+photo) with a U-Net generator and a PatchGAN, and its ablation L1 / cGAN / both.
 
 Every experiment of this family defines a module-level `sample_images(model, n, *, label, generator)` (images
 in [0, 1], shape (n, C, H, W)); `dldojo sample RUN_DIR` and the Python action `sample` find it there.
