@@ -73,6 +73,7 @@ from dldojo.engine.errors import DojoError
 from dldojo.engine.registry import Experiment, register
 from dldojo.engine.reload import LoadedRun
 from dldojo.engine.run import RunContext
+from dldojo.generative.pictures import grid, labelled_rows
 
 IMAGE_SHAPE = (1, 28, 28)
 IMAGE_SIZE = 784
@@ -353,13 +354,6 @@ def budgeted_epochs(ctx: RunContext, cfg: AEConfig, data: Images, probe_seconds:
 
 # ----- figures -----
 
-def grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """(n, 1, H, W) → one (rows·H, nrow·W) picture, white lines between the images."""
-    from torchvision.utils import make_grid
-
-    return make_grid(images, nrow=nrow, padding=1, pad_value=1.0)[0].numpy()
-
-
 def first_of_each_class(labels: np.ndarray) -> list[int]:
     return [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
 
@@ -399,15 +393,7 @@ def save_figures(ctx: RunContext, cfg: AEConfig, pair: AutoencoderPair, data: Im
                 (f"PCA-{cfg.code_size} (corrupted)", base.pca_noisy_examples),
                 ("plain AE (input)", pair.plain.decode(pair.plain.encode(x))),
                 ("denoising AE (input)", pair.denoising.decode(pair.denoising.encode(x)))]
-    fig, axes = plt.subplots(len(rows), len(x), figsize=(1.05 * len(x) + 1.2, 1.05 * len(rows)), squeeze=False)
-    for r, (name, images) in enumerate(rows):
-        for c in range(len(x)):
-            axes[r, c].imshow(images[c].view(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    ctx.save_figure(fig, "denoising")
+    ctx.save_figure(labelled_rows(rows), "denoising")
 
     # decodings of codes drawn from the Gaussian fitted to each network's training codes
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.3))

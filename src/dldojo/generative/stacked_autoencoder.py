@@ -79,7 +79,8 @@ from dldojo.engine.registry import Experiment, register
 from dldojo.engine.reload import LoadedRun
 from dldojo.engine.run import RunContext
 from dldojo.generative.autoencoder import (IMAGE_SHAPE, IMAGE_SIZE, corrupt, fit_code_gaussian, first_of_each_class,
-                                           grid, linear_probe)
+                                           linear_probe)
+from dldojo.generative.pictures import grid, labelled_rows
 
 NUM_CLASSES = 10
 ARMS = ("pretrained", "scratch")
@@ -565,15 +566,7 @@ def save_figures(ctx: RunContext, cfg: StackedConfig, stack: StackedAutoencoder,
         first = stack.layers[0]
         rows = [("input", x), ("layer-1 autoencoder", first.decode(first.encode(x))),
                 (f"all {layers} layers, down and up", stack.decode(stack.encode(x)))]
-    fig, axes = plt.subplots(len(rows), len(x), figsize=(1.05 * len(x) + 1.2, 1.1 * len(rows)), squeeze=False)
-    for r, (name, images) in enumerate(rows):
-        for c in range(len(x)):
-            axes[r, c].imshow(images[c].view(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    ctx.save_figure(fig, "reconstructions")
+    ctx.save_figure(labelled_rows(rows), "reconstructions")
 
     images = sample_images(stack, 64, label=None, generator=torch.Generator().manual_seed(ctx.seed_for("samples")))
     fig, ax = plt.subplots(figsize=(5, 5.3))

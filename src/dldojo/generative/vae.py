@@ -68,6 +68,7 @@ from dldojo.engine.registry import Experiment, Reference, register
 from dldojo.engine.reload import LoadedRun
 from dldojo.engine.run import RunContext
 from dldojo.engine.schedules import warmup_cosine
+from dldojo.generative.pictures import grid, labelled_rows
 
 IMAGE_SHAPE = (1, 28, 28)
 TEST_BINARIZATION_SEED = 0  # the test set's one binarisation: the same binary images for every run and seed
@@ -297,15 +298,7 @@ def save_figures(ctx: RunContext, cfg: VAEConfig, model: VAE, data: BinaryMNIST,
         recon = model.decode(model.encode(data.x_test[index])[0])
     rows = (("grey", data.x_test_grey[index]), ("input (binary)", data.x_test[index]),
             ("reconstruction p(x | z = μ)", recon))
-    fig, axes = plt.subplots(3, len(index), figsize=(1.1 * len(index), 3.6), squeeze=False)
-    for r, (name, images) in enumerate(rows):
-        for c in range(len(index)):
-            axes[r, c].imshow(images[c].view(28, 28).numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    ctx.save_figure(fig, "reconstructions")
+    ctx.save_figure(labelled_rows(list(rows)), "reconstructions")
 
     # samples from the prior
     images = sample_images(model, 64, label=None, generator=torch.Generator().manual_seed(ctx.seed_for("samples")))
@@ -326,13 +319,6 @@ def save_figures(ctx: RunContext, cfg: VAEConfig, model: VAE, data: BinaryMNIST,
 
     if map_model is not None:
         save_latent_map(ctx, cfg, map_model, data)
-
-
-def grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """(n, 1, H, W) → one (rows·H, nrow·W) picture, white lines between the images."""
-    from torchvision.utils import make_grid
-
-    return make_grid(images, nrow=nrow, padding=1, pad_value=1.0)[0].numpy()
 
 
 def save_latent_map(ctx: RunContext, cfg: VAEConfig, model: VAE, data: BinaryMNIST) -> None:
