@@ -2,7 +2,8 @@
 
 `build_report(run_dir, lang="en")`; `lang="ja"` gives Japanese headings, metric names and comparison sentence
 (`engine.lang`) and declares `<html lang="ja">`. Tables and figures of the same name (e.g. `movie_bias`) share one
-heading, made human from the file name (`engine.lang.title`); wide tables scroll inside their own box.
+heading, made human from the file name (`engine.lang.title`); wide tables scroll inside their own box. Clips saved
+with `RunContext.save_audio` (audio/<section>/*.wav) play in <audio controls> players in the section of that name.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ td.num{text-align:right;white-space:nowrap}
 img{max-width:100%;height:auto}
 .comparison{background:#f6f8fa;border-left:4px solid #888;padding:0.5em 0.8em}
 .caption{color:#444}
+.clips{display:flex;flex-wrap:wrap;gap:0.3em 1.2em}.clip{margin:0.2em 0}.clip figcaption{font-size:0.85em;color:#444}
 """
 
 
@@ -66,6 +68,24 @@ def curves_png(records: list[dict], lang: str = "en") -> str | None:
         ax.axis("off")
     fig.tight_layout()
     return _png(fig)
+
+
+def audio_html(path: Path, label: str = "") -> str:
+    """An <audio controls> player with the WAV file embedded as base64, under its label (default: the file name)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    label = label or Path(path).stem.replace("_", " ")
+    return (f"<figure class='clip'><figcaption>{html.escape(label)}</figcaption>"
+            f"<audio controls preload='none' src='data:audio/wav;base64,{data}'></audio></figure>")
+
+
+def audio_sections(run_dir: Path) -> dict[str, list[Path]]:
+    """The run's clips by report section: audio/<name>.wav is section <name>; audio/<section>/*.wav share one."""
+    sections: dict[str, list[Path]] = {}
+    root = run_dir / "audio"
+    for p in sorted(root.rglob("*.wav")) if root.is_dir() else []:
+        parts = p.relative_to(root).parts
+        sections.setdefault(parts[0] if len(parts) > 1 else p.stem, []).append(p)
+    return sections
 
 
 def _table(rows: list[dict], lang: str = "en") -> str:
@@ -148,15 +168,18 @@ def build_report(run_dir: Path, lang: str = "en") -> Path:
     for p in sorted((run_dir / "figures").glob("*")):
         if p.suffix in (".png", ".gif"):
             figures.setdefault(p.stem, []).append(p)
+    clips = audio_sections(run_dir)
     seen = {h for h in (text(k, lang) for k in ("Result", "Metrics", "Compared with", "Timings", "Facts",
                                                    "Training curves", "Config"))}
-    for stem in sorted(set(tables) | set(figures), key=lambda s: (s not in figures, s)):
+    for stem in sorted(set(tables) | set(figures) | set(clips), key=lambda s: (s not in figures and s not in clips, s)):
         heading = section_title(stem, lang)
         if heading in seen:  # two names that read the same: tell them apart by the file name
             heading = f"{heading} ({stem})"
         seen.add(heading)
         section = [f"<h2>{html.escape(heading)}</h2>"]
         section += [_image(p) for p in figures.get(stem, [])]
+        if stem in clips:
+            section.append("<div class='clips'>" + "".join(audio_html(p) for p in clips[stem]) + "</div>")
         if stem in tables:
             table = read_json(tables[stem])
             if table.get("caption"):

@@ -13,6 +13,7 @@ Run directory layout::
     decisions.json     values the run chose for itself (e.g. epochs that fit its time budget)
     figures/*.png      pictures for the report
     tables/*.json      small tables for the report
+    audio/*.wav        sounds for the report (16-bit PCM; audio/<section>/*.wav: several clips, one section)
     model.safetensors  final weights (when the experiment saves them)
     summary.json       final metrics, wall time, threads, versions
     report.html        self-contained report
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +130,29 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "commit": commit}
 
 
+def write_wav(path: Path, waveform: Any, sample_rate: int) -> Path:
+    """Write a mono waveform as a 16-bit PCM WAV file (standard library `wave`), atomically: floats in [−1, 1]
+    (clipped, scaled by 32767) or int16 samples as they are. Returns the path."""
+    samples = np.asarray(waveform.detach().cpu() if torch.is_tensor(waveform) else waveform)
+    if samples.ndim != 1 or not len(samples) or not (samples.dtype == np.int16 or np.issubdtype(samples.dtype,
+                                                                                                 np.floating)):
+        raise DojoError(f"a WAV clip must be one non-empty channel of floats in [-1, 1] or int16 samples, got "
+                        f"{samples.dtype} of shape {samples.shape}")
+    if not 0 < int(sample_rate) <= 1_000_000:
+        raise DojoError(f"a WAV clip needs a sample rate between 1 and 1,000,000 Hz, got {sample_rate}")
+    if samples.dtype != np.int16:
+        samples = np.round(np.clip(np.nan_to_num(samples.astype(np.float64)), -1.0, 1.0) * 32767).astype(np.int16)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(samples.astype("<i2").tobytes())
+    os.replace(tmp, path)
+    return path
+
+
 CURVE_POINTS = 500
 """At most about this many points of a curve logged every step (`RunContext.log_sampled`), e.g. the learning rate."""
 
@@ -167,7 +192,8 @@ class RunContext:
       `timings` (seconds, throughput); the metrics `run` returns are only what the seed determines
     - `decide(name, choose)`: a value chosen once per run (kept for `--resume`), e.g. budgeted epochs
     - `requires(experiment, preset, **overrides)`: a finished sub-run (found or run first); `history(...)`
-    - `save_figure(fig, name)`, `save_table(name, rows)`, `save_weights(tensors)`, `save_json(name, obj)`, `path(name)`
+    - `save_figure(fig, name)`, `save_table(name, rows)`, `save_audio(name, waveform, sample_rate)`,
+      `save_weights(tensors)`, `save_json(name, obj)`, `path(name)`
     - `wrap_model(model)`, `all_reduce_mean(x)` (under torchrun)
     """
 
@@ -417,6 +443,15 @@ class RunContext:
         if self.is_main:
             fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
+        return path
+
+    def save_audio(self, name: str, waveform: Any, sample_rate: int) -> Path:
+        """Write a mono clip as audio/<name>.wav (16-bit PCM, see `write_wav`) for the report, which plays it in
+        the section <name>; a name "<section>/<clip>" puts several clips into one section (with a figure or
+        table of the same section name)."""
+        path = self.path(f"audio/{name}.wav")
+        if self.is_main:
+            write_wav(path, waveform, sample_rate)
         return path
 
     def save_table(self, name: str, rows: list[dict[str, Any]], caption: str = "") -> None:

@@ -8,8 +8,12 @@ reparameterisation trick, the KL term in closed form, an importance-weighted bou
 the same network trained from random initial weights. `pix2pix-flowers`: image-to-image translation (edges →
 photo) with a U-Net generator and a PatchGAN, and its ablation L1 / cGAN / both.
 
+`wavenet-fsdd`: WaveNet (dilated causal convolutions, gated units, μ-law softmax) on spoken digits, with fast
+generation by per-layer queues.
+
 Every experiment of this family defines a module-level `sample_images(model, n, *, label, generator)` (images
-in [0, 1], shape (n, C, H, W)); `dldojo sample RUN_DIR` and the Python action `sample` find it there.
+in [0, 1], shape (n, C, H, W)) or, for sound, `sample_audio(model, n, *, label, generator)` (waveforms and their
+sample rate); `dldojo sample RUN_DIR` and the Python action `sample` find it there.
 """
 
 from dldojo.engine.family import Family
@@ -22,8 +26,9 @@ FAMILY = Family(
         "dldojo.generative.pix2pix",
         "dldojo.generative.autoencoder",
         "dldojo.generative.stacked_autoencoder",
+        "dldojo.generative.wavenet",
     ),
-    datasets=("dldojo.data.images",),
+    datasets=("dldojo.data.images", "dldojo.data.audio"),
     commands="dldojo.generative.cli",
     actions={"sample": "dldojo.generative.actions:sample"},
 )

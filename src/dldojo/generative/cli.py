@@ -1,5 +1,5 @@
-"""`dldojo sample RUN_DIR [-n 64] [--label L] [--out FILE.png] [--seed S]`: a grid of images from any finished run
-of the generative family, written as a PNG."""
+"""`dldojo sample RUN_DIR [-n N] [--label L] [--out FILE.png | DIR] [--seed S]`: new samples from any finished run of
+the generative family: a grid of images written as a PNG, or, from a model of sound, one WAV file per clip."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="draw new images from a finished generative run (VAE, GAN) as a PNG grid")
+    p = sub.add_parser("sample", help="draw new samples from a finished generative run: images (VAE, GAN) as a PNG "
+                                      "grid, sound (WaveNet) as WAV files")
     p.add_argument("run_dir")
-    p.add_argument("-n", type=int, default=64, help="how many images (default 64)")
-    p.add_argument("--label", type=int, default=None, help="class of the images (conditional models only)")
-    p.add_argument("--out", metavar="FILE.png", default=None,
-                   help="where to write the grid (default RUN_DIR/samples/samples-n{N}-seed{S}.png)")
+    p.add_argument("-n", type=int, default=None, help="how many images (default 64) or clips of sound (default 10)")
+    p.add_argument("--label", type=int, default=None, help="class of the samples (conditional models only)")
+    p.add_argument("--out", metavar="FILE.png|DIR", default=None,
+                   help="where to write the grid (default RUN_DIR/samples/samples-n{N}-seed{S}.png) or, for sound, "
+                        "the folder of the WAV files (default RUN_DIR/samples/audio-n{N}-seed{S}/)")
     p.add_argument("--seed", type=int, default=0, help="random stream of the samples (default 0)")
     p.set_defaults(func=cmd_sample)
