@@ -60,9 +60,10 @@ steps of 4 recordings (≈ 3.6 epochs), the test NLL on all 300 test recordings 
 clips of 1 s. The length of the clips is what the fast generator affords: a step of the 10 clips costs about a
 millisecond here, so a second of audio (8,000 steps) takes seconds; the naive generator would take minutes
 (it is timed on `naive_samples` samples only).
-Measured (`dldojo run wavenet-fsdd --preset quick`, seed 0, 2 threads, AMD EPYC Zen 2 with AVX2 only, 78 s of
-wall): 270 steps, test 5.43 bits per sample (train 5.44; unigram baseline 7.17); naive generation 12.7 ms and
-fast 0.81 ms per sample (15.6× faster, identical samples), ten 0.5-s clips in 3.6 s. The quick model's clips
+Measured (`python benchmarks/run.py wavenet-fsdd --preset quick`, seed 0, 2 threads, AMD EPYC Zen 2 with AVX2
+only, commit de62e15, 74 s of wall, results/wavenet-fsdd-quick.json): 276 steps, test 5.39 bits per sample (train
+5.39; unigram baseline 7.17); naive generation 11.9 ms and fast 0.80 ms per sample (15.0× faster, identical
+samples). The quick model's clips
 are noise under a loudness envelope (see the spectrograms), not yet words. The full preset has not been run here yet.
 
 Reference numbers: the WaveNet paper reports no likelihood on this data (its speech results are listening
