@@ -76,11 +76,12 @@ model stays close to these; the table and the pictures tell the arms apart.
 
 Presets. smoke: 32 px, widths 8, 64 pairs (seconds; the tests). quick: the CPU widths, as many epochs (at most 4)
 as fit 1.5 minutes with the evaluations (`engine.budget`), no ablation: it shows the start of training, where
-the adversarial game is still settling and the L1 is above the input-blind baselines. Measured (`dldojo run
-pix2pix-flowers --preset quick --seed 0`, 2 threads, AMD EPYC Zen 2 with AVX2 only, shared with other jobs, on
-an uncommitted tree based on cd01b37): 0.7 epochs, held-out L1 0.2187, PSNR 11.61 dB, SSIM 0.121 (mean training
-photo: 0.2062, 12.66 dB, 0.184), 85 s of run wall time, 90 s for the whole command. full: 5 epochs per arm and the
-three arms (not timed here; benchmarks/run.py measures it).
+the adversarial game is still settling and the L1 is above the input-blind baselines. full: 5 epochs per arm and
+the three arms. Measured (`python benchmarks/run.py pix2pix-flowers --preset quick|full`, seed 0, 2 threads, AMD
+EPYC Zen 2 with AVX2 only, commit 0c06590; results/pix2pix-flowers-{quick,full}.json), held-out L1 / PSNR / SSIM
+on 864 pairs: quick (0.6 epochs, 74 s) 0.2167 / 11.81 dB / 0.102; full (1,296 s) L1 only 0.1947 / 12.92 / 0.211
+(gradient ratio 0.49: blurred), cGAN only 0.3227 / 8.32 / 0.031 (4.15: artefacts), L1 + cGAN 0.2109 / 11.95 /
+0.168 (1.10: as sharp as the photos); mean training photo 0.2062 / 12.66 / 0.184, median photo L1 0.2031.
 
 Reference numbers: the paper reports no edges → flowers task; its numbers (FCN scores on Cityscapes, AMT
 perceptual studies) are not comparable. Its qualitative finding (§4.2, Fig. 4), which the ablation puts to the
